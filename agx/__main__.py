@@ -1,0 +1,3 @@
+from agx.cli.main import main
+
+raise SystemExit(main())

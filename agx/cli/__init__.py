@@ -1,0 +1,1 @@
+"""Command-line interface: `agx` and its subcommands (one module per command group)."""

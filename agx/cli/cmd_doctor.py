@@ -1,0 +1,87 @@
+"""`agx doctor`: the machine, the llama.cpp build, and whether each role's model fits."""
+
+from __future__ import annotations
+
+from agx.cli.context import CliContext
+from agx.config.schema import ROLE_NAMES
+
+
+def register(sub) -> None:
+    p = sub.add_parser("doctor", help="check the machine, the llama.cpp build and each role's model",
+                       description="Print CPU, RAM, GPU offload support, each role's resolution and a memory "
+                       "estimate (weights + KV cache at n_ctx) with a verdict per role. Remote roles are probed.")
+    p.set_defaults(func=run)
+
+
+def _verdict(need: int, hw, offload: bool) -> tuple[str, str]:
+    from agx.runtime.gguf_info import human_bytes
+
+    if offload and hw.gpu_memory:
+        budget, where = hw.gpu_memory, "GPU memory"
+    else:
+        budget, where = hw.ram_available, "available RAM"
+    if need <= 0.8 * budget:
+        return "OK", f"needs ~{human_bytes(need)} of {human_bytes(budget)} {where}"
+    if need <= budget:
+        return "TIGHT", f"needs ~{human_bytes(need)} of {human_bytes(budget)} {where}; lower n_ctx or close other programs"
+    return "TOO BIG", f"needs ~{human_bytes(need)} but only {human_bytes(budget)} {where}; use a smaller quantization, lower n_ctx, or a remote backend"
+
+
+def run(ctx: CliContext) -> int:
+    from agx.runtime.gguf_info import GGUFError, human_bytes, read_gguf_info
+    from agx.runtime.hardware import detect_hardware
+    from agx.runtime.llama_engine import accelerator_name, default_threads, gpu_offload_supported
+    from agx.runtime.models import resolve_model
+
+    hw = detect_hardware()
+    offload = gpu_offload_supported()
+    print(f"cpu:      {hw.cpu} ({hw.physical_cores} cores / {hw.logical_cores} threads)")
+    print(f"ram:      {human_bytes(hw.ram_total)} total, {human_bytes(hw.ram_available)} available")
+    gpu = hw.gpu_name or "none found"
+    if hw.gpu_memory:
+        gpu += f", {human_bytes(hw.gpu_memory)}"
+    print(f"gpu:      {gpu}")
+    import llama_cpp
+
+    print(f"llama.cpp: llama-cpp-python {llama_cpp.__version__}; GPU offload: "
+          f"{'yes (' + accelerator_name() + ')' if offload else 'no — CPU-only build (see README: GPU builds)'}")
+    cfg = ctx.config
+    print(f"profile:  {cfg.profile or '(none)'}; config layers: {', '.join(ctx.loaded.sources) or 'built-in defaults only'}")
+    worst = 0
+    for role in ROLE_NAMES:
+        rc = cfg.role(role)
+        print(f"\n[{role}] {rc.model}")
+        if rc.backend == "openai":
+            from agx.runtime.remote_check import check_remote_role
+
+            ok, lines = check_remote_role(role, rc)
+            for line in lines:
+                print(f"  {line}")
+            worst = max(worst, 0 if ok else 1)
+            continue
+        resolved = resolve_model(rc.model, cfg, ctx.base_dir)
+        print(f"  file:    {resolved.path}")
+        if not resolved.present:
+            print(f"  verdict: MISSING — {'agx models pull ' + role if resolved.kind == 'hf' else 'file not found'}")
+            worst = 1
+            continue
+        try:
+            info = read_gguf_info(resolved.path)
+        except GGUFError as exc:
+            print(f"  verdict: BROKEN — {exc}")
+            worst = 1
+            continue
+        need = info.estimated_memory_bytes(rc.n_ctx)
+        print(f"  model:   {info.architecture}, {info.quantization}, weights {human_bytes(info.file_size)}, "
+              f"KV cache at n_ctx={rc.n_ctx}: {human_bytes(info.kv_cache_bytes(rc.n_ctx))}")
+        uses_gpu = offload and rc.n_gpu_layers != 0
+        print(f"  runs on: {accelerator_name() if uses_gpu else 'CPU'}, {rc.n_threads or default_threads()} threads")
+        verdict, why = _verdict(need, hw, uses_gpu)
+        print(f"  verdict: {verdict} — {why}")
+        if resolved.is_bundled:
+            from agx.runtime.bundled import TINY_MODEL_NOTICE
+
+            print(f"  note:    {TINY_MODEL_NOTICE}")
+        if verdict == "TOO BIG":
+            worst = 1
+    return worst

@@ -1,0 +1,91 @@
+"""`agx` entry point: global options, subcommand dispatch, error -> exit code mapping."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from agx import __version__
+from agx.cli.context import EXIT_INTERRUPTED, EXIT_USAGE, CliContext, CliError
+
+# Each module has `register(subparsers)`, which adds its subcommands and sets `func(ctx) -> int`.
+COMMAND_MODULES = [
+    "agx.cli.cmd_chat",
+    "agx.cli.cmd_doctor",
+    "agx.cli.cmd_models",
+]
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # argparse's own exit code is 2 too; keep the format short
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"agx: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="agx",
+        description=(
+            "agx — a terminal agent shell for your own models. Echo chats; Delta plans a DAG of "
+            "tasks and runs it in an isolated git worktree. With no command, opens the full-screen shell."
+        ),
+        epilog=(
+            "exit codes: 0 success, 1 the job failed, 2 bad config/arguments/input, 130 interrupted. "
+            "Config: agx.toml (see `agx config` / README)."
+        ),
+    )
+    parser.add_argument("--version", action="version", version=f"agx {__version__}")
+    parser.add_argument("--profile", metavar="NAME", help="hardware profile from agx.toml (mac, worker1, worker2, ...)")
+    parser.add_argument("--config", metavar="FILE", help="an extra config file, above ./agx.toml")
+    parser.add_argument(
+        "--set", metavar="KEY=VALUE", action="append", default=[],
+        help="override one config key, e.g. --set roles.echo.n_ctx=8192 (repeatable)",
+    )
+    parser.add_argument("-C", dest="directory", metavar="DIR", help="run as if started in DIR")
+    parser.add_argument("--resume", action="store_true", help="shell: restore the last session")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from pathlib import Path
+
+    from agx.config.loader import ConfigError
+    from agx.runtime.engine import EngineError
+
+    ctx = CliContext(args=args)
+    if args.directory:
+        ctx.cwd = Path(args.directory).resolve()
+    try:
+        if args.command is None:
+            return _shell(ctx)
+        return int(args.func(ctx) or 0)
+    except ConfigError as exc:
+        print(f"agx: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except CliError as exc:
+        print(f"agx: {exc}", file=sys.stderr)
+        return exc.code
+    except EngineError as exc:
+        print(f"agx: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("agx: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        return 0
+
+
+def _shell(ctx: CliContext) -> int:
+    ctx.config  # validate config before the screen takes over
+    try:
+        from agx.ui.app import run_shell
+    except ImportError:
+        build_parser().print_help()
+        return 0
+    return run_shell(ctx)

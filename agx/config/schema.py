@@ -1,0 +1,101 @@
+"""The shape of agx.toml, validated by pydantic v2.
+
+Every model forbids unknown keys so a typo is an error naming its key path rather than a
+setting silently ignored.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+ROLE_NAMES = ("echo", "delta")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class SamplingConfig(_Strict):
+    temperature: float = Field(0.2, ge=0.0, le=5.0)
+    top_p: float = Field(0.95, gt=0.0, le=1.0)
+    top_k: int = Field(40, ge=0)
+    min_p: float = Field(0.05, ge=0.0, le=1.0)
+    repeat_penalty: float = Field(1.1, ge=0.0)
+    seed: int = -1
+    max_tokens: int = Field(1024, ge=1)
+
+
+class RoleConfig(_Strict):
+    """One role (Echo or Delta): which model, where it runs, how it samples."""
+
+    backend: Literal["llama_cpp", "openai"] = "llama_cpp"
+    # A local path, hf://owner/repo/file.gguf, or bundled:smollm2.
+    model: str = "bundled:smollm2"
+    n_ctx: int = Field(4096, ge=256)
+    # -1 offloads every layer the build supports; 0 keeps the model on the CPU.
+    n_gpu_layers: int = Field(-1, ge=-1)
+    n_threads: int | None = Field(None, ge=1)
+    n_batch: int = Field(512, ge=1)
+    # Overrides the chat template from GGUF metadata (a llama-cpp-python chat_format name).
+    chat_format: str | None = None
+    # LoRA adapter: a name under adapters/ or a path to a .gguf adapter.
+    adapter: str | None = None
+    adapter_scale: float = 1.0
+    sampling: SamplingConfig = Field(default_factory=SamplingConfig)
+    system_prompt: str | None = None
+    # Remote backend (backend = "openai").
+    base_url: str | None = None
+    api_key_env: str | None = None
+    connect_timeout_s: float = Field(5.0, gt=0)
+    read_timeout_s: float = Field(120.0, gt=0)
+    max_retries: int = Field(2, ge=0)
+    # What the server understands for constrained output: vLLM / llama-server take
+    # response_format with a JSON schema, Ollama takes `format`.
+    schema_mode: Literal["response_format", "ollama_format", "none"] = "response_format"
+
+    @model_validator(mode="after")
+    def _remote_needs_url(self) -> "RoleConfig":
+        if self.backend == "openai" and not self.base_url:
+            raise ValueError("backend = 'openai' needs base_url (e.g. http://worker2:8000/v1)")
+        return self
+
+
+class RolesConfig(_Strict):
+    echo: RoleConfig = Field(default_factory=RoleConfig)
+    delta: RoleConfig = Field(default_factory=RoleConfig)
+
+
+class ExecutionConfig(_Strict):
+    max_parallel: int = Field(4, ge=1)
+    task_timeout_s: float = Field(300.0, gt=0)
+    output_cap_bytes: int = Field(1_000_000, ge=1024)
+    repair_rounds: int = Field(2, ge=0)
+    test_command: str | None = None
+
+
+class UIConfig(_Strict):
+    # Action name -> key, e.g. approve_all = "a".
+    keymap: dict[str, str] = Field(default_factory=dict)
+    max_fps: int = Field(30, ge=1, le=240)
+
+
+class ProfileConfig(_Strict):
+    description: str = ""
+    roles: dict[str, dict] = Field(default_factory=dict)
+
+
+class AgxConfig(_Strict):
+    profile: str | None = None
+    models_dir: str | None = None
+    adapters_dir: str | None = None
+    roles: RolesConfig = Field(default_factory=RolesConfig)
+    execution: ExecutionConfig = Field(default_factory=ExecutionConfig)
+    ui: UIConfig = Field(default_factory=UIConfig)
+    profiles: dict[str, ProfileConfig] = Field(default_factory=dict)
+
+    def role(self, name: str) -> RoleConfig:
+        if name not in ROLE_NAMES:
+            raise KeyError(f"unknown role {name!r}; roles are {', '.join(ROLE_NAMES)}")
+        return getattr(self.roles, name)

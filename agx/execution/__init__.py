@@ -1,0 +1,1 @@
+"""Execution: the asyncio DAG executor, tool runners, approval policy, and the event stream."""

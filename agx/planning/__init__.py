@@ -1,0 +1,1 @@
+"""Planning: the plan model, the tool catalogue, and Delta's request -> validated DAG."""

@@ -1,0 +1,104 @@
+"""The tool catalogue: what Delta may plan with.
+
+A `ToolSpec` declares a tool's name, one-line description, JSON schema for its arguments and
+risk level. How a tool *runs* lives in the execution layer (agx/execution/runners.py), keyed
+by name, so a catalogue loaded from a file can describe tools agx cannot run itself (useful
+for planning benchmarks such as TaskBench).
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+
+class Risk(str, enum.Enum):
+    READ = "read"  # reads the repository only: may run unapproved
+    WRITE = "write"  # writes files in the plan's worktree
+    EXEC = "exec"  # runs commands
+
+
+@dataclass(frozen=True)
+class ToolSpec:
+    name: str
+    description: str
+    args_schema: dict[str, Any]
+    risk: Risk = Risk.READ
+    # True when agx has a runner for it; catalogue-file tools are plan-only.
+    runnable: bool = False
+
+    def prompt_line(self) -> str:
+        props = self.args_schema.get("properties", {})
+        required = set(self.args_schema.get("required", []))
+        args = ", ".join(f"{k}{'' if k in required else '?'}: {v.get('type', 'any')}" for k, v in props.items())
+        return f"- {self.name}({args}) [{self.risk.value}]: {self.description}"
+
+
+@dataclass
+class ToolCatalogue:
+    tools: dict[str, ToolSpec] = field(default_factory=dict)
+
+    def add(self, spec: ToolSpec) -> None:
+        if spec.name in self.tools:
+            raise ValueError(f"tool {spec.name!r} registered twice")
+        self.tools[spec.name] = spec
+
+    def get(self, name: str) -> ToolSpec | None:
+        return self.tools.get(name)
+
+    def names(self) -> list[str]:
+        return list(self.tools)
+
+    def __iter__(self):
+        return iter(self.tools.values())
+
+    def __len__(self) -> int:
+        return len(self.tools)
+
+    @classmethod
+    def of(cls, specs: Iterable[ToolSpec]) -> "ToolCatalogue":
+        cat = cls()
+        for s in specs:
+            cat.add(s)
+        return cat
+
+
+class CatalogueFileError(ValueError):
+    pass
+
+
+def load_catalogue_file(path: str | Path) -> ToolCatalogue:
+    """A JSON file: a list of {"name", "description", "args_schema"?, "risk"?}, or TaskBench's
+    tool_desc.json ({"nodes": [{"id", "desc", "parameters"?}]})."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CatalogueFileError(f"{path}: file not found") from None
+    except json.JSONDecodeError as exc:
+        raise CatalogueFileError(f"{path}: invalid JSON ({exc})") from None
+    entries = data.get("nodes") if isinstance(data, dict) else data
+    if not isinstance(entries, list):
+        raise CatalogueFileError(f"{path}: expected a list of tools or an object with 'nodes'")
+    cat = ToolCatalogue()
+    for i, entry in enumerate(entries):
+        if not isinstance(entry, dict):
+            raise CatalogueFileError(f"{path}: tool #{i}: expected an object")
+        name = entry.get("name") or entry.get("id")
+        desc = entry.get("description") or entry.get("desc") or ""
+        if not isinstance(name, str) or not name:
+            raise CatalogueFileError(f"{path}: tool #{i}: missing 'name'")
+        schema = entry.get("args_schema")
+        if schema is None:
+            # TaskBench-style: positional arguments given as a list of strings.
+            schema = {"type": "object", "properties": {"inputs": {"type": "array", "items": {"type": "string"}}},
+                      "required": ["inputs"], "additionalProperties": False}
+        risk = entry.get("risk", "read")
+        try:
+            cat.add(ToolSpec(name=name, description=desc, args_schema=schema, risk=Risk(risk), runnable=False))
+        except ValueError as exc:
+            raise CatalogueFileError(f"{path}: tool {name!r}: {exc}") from None
+    return cat

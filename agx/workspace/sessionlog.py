@@ -1,0 +1,108 @@
+"""The session log: JSON Lines under .agx/sessions/, one file per session.
+
+Every chat turn, plan and plan outcome is appended as one line. Appends are a single
+`os.write` of a complete line to an O_APPEND descriptor followed by fsync, so a crash leaves
+at worst one torn final line; readers skip lines that do not parse, and the next writer
+starts on a fresh line. The log is the raw material for Echo's fine-tuning set.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+from agx.workspace.state_dir import ensure_state_dir
+
+SCHEMA_VERSION = 1
+
+
+def new_session_id() -> str:
+    return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
+
+
+class SessionLog:
+    def __init__(self, path: Path, session_id: str):
+        self.path = Path(path)
+        self.session_id = session_id
+        self._lock = threading.Lock()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+
+    @classmethod
+    def open(cls, repo: Path, session_id: str | None = None) -> "SessionLog":
+        """Open (create) a session's log in `repo/.agx/sessions/`."""
+        sid = session_id or new_session_id()
+        return cls(ensure_state_dir(repo) / "sessions" / f"{sid}.jsonl", sid)
+
+    def append(self, kind: str, **fields: Any) -> dict[str, Any]:
+        record = {"v": SCHEMA_VERSION, "ts": time.time(), "session": self.session_id, "type": kind, **fields}
+        line = (json.dumps(record, ensure_ascii=False, default=str) + "\n").encode("utf-8")
+        with self._lock:
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                if self._ends_torn(fd):
+                    line = b"\n" + line
+                view = memoryview(line)
+                while view:
+                    written = os.write(fd, view)
+                    view = view[written:]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        return record
+
+    @staticmethod
+    def _ends_torn(fd: int) -> bool:
+        size = os.fstat(fd).st_size
+        if size == 0:
+            return False
+        return os.pread(fd, 1, size - 1) != b"\n"
+
+    def records(self) -> Iterator[dict[str, Any]]:
+        return read_records(self.path)
+
+
+@dataclass
+class ReadReport:
+    records: int = 0
+    skipped: int = 0
+
+
+def read_records(path: Path, report: ReadReport | None = None) -> Iterator[dict[str, Any]]:
+    """Yield each well-formed record; torn or corrupt lines are skipped (and counted)."""
+    try:
+        fh = open(path, "rb")
+    except FileNotFoundError:
+        return
+    with fh:
+        for raw in fh:
+            raw = raw.strip()
+            if not raw:
+                continue
+            try:
+                rec = json.loads(raw)
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                if report:
+                    report.skipped += 1
+                continue
+            if isinstance(rec, dict):
+                if report:
+                    report.records += 1
+                yield rec
+
+
+def session_files(repo: Path) -> list[Path]:
+    folder = Path(repo) / ".agx" / "sessions"
+    if not folder.is_dir():
+        return []
+    return sorted(folder.glob("*.jsonl"), key=lambda p: (p.stat().st_mtime, p.name))
+
+
+def latest_session(repo: Path) -> Path | None:
+    files = session_files(repo)
+    return files[-1] if files else None
