@@ -14,6 +14,10 @@ COMMAND_MODULES = [
     "agx.cli.cmd_chat",
     "agx.cli.cmd_doctor",
     "agx.cli.cmd_models",
+    "agx.cli.cmd_adapters",
+    "agx.cli.cmd_data",
+    "agx.cli.cmd_eval",
+    "agx.cli.cmd_run",
 ]
 
 

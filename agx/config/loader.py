@@ -96,15 +96,18 @@ def _set_path(target: dict, path: list[str], value: Any, source: str) -> None:
     node[path[-1]] = value
 
 
-def env_layer(environ: Mapping[str, str]) -> _Layer | None:
-    data: dict[str, Any] = {}
+def env_layers(environ: Mapping[str, str]) -> list[_Layer]:
+    """One layer per AGX_* variable, so an error names the variable that caused it."""
+    layers = []
     for name in sorted(environ):
         if not name.startswith(ENV_PREFIX) or name in _ENV_RESERVED:
             continue
         path = [p.lower() for p in name[len(ENV_PREFIX):].split("__") if p]
         if path:
+            data: dict[str, Any] = {}
             _set_path(data, path, _parse_scalar(environ[name]), f"environment {name}")
-    return _Layer("environment (AGX_*)", data) if data else None
+            layers.append(_Layer(f"environment {name}", data))
+    return layers
 
 
 def overrides_layer(assignments: list[str], source: str = "command line --set") -> _Layer | None:
@@ -148,10 +151,17 @@ def _first_error(exc: ValidationError, origin: dict) -> ConfigError:
     err = exc.errors()[0]
     loc = tuple(str(p) for p in err["loc"])
     source = "built-in defaults"
-    for n in range(len(loc), 0, -1):
-        if loc[:n] in origin:
-            source = origin[loc[:n]]
-            break
+    # The value itself, or (for a check on a whole table) the highest layer that set anything
+    # inside it; else the nearest enclosing table.
+    rank = {src: i for i, src in enumerate(dict.fromkeys(origin.values()))}
+    inside = [src for path, src in origin.items() if path[: len(loc)] == loc]
+    if inside:
+        source = max(inside, key=rank.__getitem__)
+    else:
+        for n in range(len(loc), 0, -1):
+            if loc[:n] in origin:
+                source = origin[loc[:n]]
+                break
     kind = err["type"]
     if kind == "extra_forbidden":
         expected = "unknown key (check the spelling; agx.toml documents every key)"
@@ -190,9 +200,7 @@ def load_config(
             layers.append(_Layer(str(rpath), rdata))
     if extra_file is not None:
         layers.append(_Layer(str(extra_file), read_toml(Path(extra_file), required=True) or {}))
-    env = env_layer(environ)
-    if env:
-        layers.append(env)
+    layers.extend(env_layers(environ))
     cli = overrides_layer(overrides or [])
     if cli:
         layers.append(cli)

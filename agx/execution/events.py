@@ -97,3 +97,18 @@ class RunFinished(PlanEvent):
     ok: bool
     wall_s: float
     task_s: float
+
+
+@dataclass(frozen=True)
+class TaskProcessStarted(PlanEvent):
+    """A task started a process group (recorded so a later start can kill it after a crash)."""
+
+    task_id: str
+    pgid: int
+
+
+@dataclass(frozen=True)
+class TaskApprovalNeeded(PlanEvent):
+    """Tasks that wait for the user's approval before they can run."""
+
+    task_ids: tuple[str, ...]

@@ -5,10 +5,15 @@ llama.cpp refuses a mismatched adapter with a terse log line; agx explains inste
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import re
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from agx.config.schema import AgxConfig
+from agx.config.schema import ROLE_NAMES, AgxConfig
 from agx.runtime.engine import EngineError
 from agx.runtime.gguf_info import GGUFError, GGUFInfo, read_gguf_info
 
@@ -56,11 +61,20 @@ def check_adapter_against_base(adapter_path: Path, base: GGUFInfo) -> None:
             f"model {base.path.name} is {base.architecture!r}"
         )
     problems = []
+    pairs = 0
     for name, a_shape in adapter.tensor_shapes.items():
-        if not name.endswith(".lora_a"):
+        if name.endswith(".lora_b"):
+            if name[: -len(".lora_b")] + ".lora_a" not in adapter.tensor_shapes:
+                problems.append(f"{name[: -len('.lora_b')]}: lora_b without lora_a")
             continue
+        if not name.endswith(".lora_a"):
+            problems.append(f"{name}: not a LoRA tensor (llama.cpp accepts only .lora_a/.lora_b)")
+            continue
+        pairs += 1
+        # llama.cpp pairs "<base tensor name>.lora_a" with the base tensor of that exact name
+        # (".weight" included, e.g. blk.0.attn_q.weight.lora_a).
         target = name[: -len(".lora_a")]
-        base_shape = base.tensor_shapes.get(target + ".weight")
+        base_shape = base.tensor_shapes.get(target)
         b_shape = adapter.tensor_shapes.get(target + ".lora_b")
         if base_shape is None:
             problems.append(f"{target}: no such tensor in the base")
@@ -69,8 +83,230 @@ def check_adapter_against_base(adapter_path: Path, base: GGUFInfo) -> None:
             problems.append(f"{target}: lora_a without lora_b")
             continue
         # gguf shapes are (ne0, ne1): weight (in, out); lora_a (in, r); lora_b (r, out).
-        if a_shape[0] != base_shape[0] or b_shape[1] != base_shape[1] or a_shape[1] != b_shape[0]:
-            problems.append(f"{target}: adapter A{a_shape} B{b_shape} does not fit base weight {base_shape}")
+        if len(a_shape) != 2 or len(b_shape) != 2 or len(base_shape) != 2:
+            problems.append(f"{target}: LoRA tensors must be matrices")
+        elif a_shape[0] != base_shape[0] or b_shape[1] != base_shape[1] or a_shape[1] != b_shape[0]:
+            problems.append(
+                f"{target}: adapter maps {a_shape[0]}->{b_shape[1]} (rank {a_shape[1]}/{b_shape[0]}) "
+                f"but the base weight maps {base_shape[0]}->{base_shape[1]}"
+            )
+    if not problems and pairs == 0:
+        problems.append("the adapter holds no LoRA tensors")
     if problems:
         shown = "; ".join(problems[:3]) + (f" (+{len(problems) - 3} more)" if len(problems) > 3 else "")
         raise EngineError(f"{adapter_path}: does not fit base {base.path.name} — {shown}. Wrong base model?")
+
+
+# -- installed adapters: adapters/<name>/adapter.gguf + manifest.json -----------------------
+
+ADAPTER_FILE = "adapter.gguf"
+MANIFEST_FILE = "manifest.json"
+_NAME_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+@dataclass
+class InstalledAdapter:
+    """One folder under adapters/, as `agx adapters list` shows it."""
+
+    name: str
+    path: Path
+    size_bytes: int
+    architecture: str | None = None
+    base_model: str | None = None
+    rank: int | None = None
+    alpha: float | None = None
+    targets: list[str] = field(default_factory=list)
+    metrics: dict = field(default_factory=dict)
+    manifest: dict = field(default_factory=dict)
+    used_by: list[str] = field(default_factory=list)
+    problem: str | None = None
+
+
+def _first(d: dict, *keys):
+    """Manifests are written by scripts too; accept the common spellings of each field."""
+    for k in keys:
+        if d.get(k) not in (None, "", [], {}):
+            return d[k]
+    return None
+
+
+def read_manifest(folder: Path) -> dict:
+    path = Path(folder) / MANIFEST_FILE
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise EngineError(f"{path}: unreadable manifest ({exc})") from None
+    return data if isinstance(data, dict) else {}
+
+
+def write_manifest(folder: Path, data: dict) -> Path:
+    """Write manifest.json atomically (a crash never leaves half a manifest)."""
+    path = Path(folder) / MANIFEST_FILE
+    tmp = path.with_suffix(".json.part")
+    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+def describe_adapter(name: str, gguf_path: Path) -> InstalledAdapter:
+    """Manifest fields first, the GGUF's own metadata (agx.lora.*) where the manifest is silent."""
+    entry = InstalledAdapter(name=name, path=gguf_path, size_bytes=gguf_path.stat().st_size)
+    try:
+        manifest = read_manifest(gguf_path.parent) if gguf_path.name == ADAPTER_FILE else {}
+    except EngineError as exc:
+        manifest, entry.problem = {}, str(exc)
+    entry.manifest = manifest
+    meta: dict = {}
+    try:
+        info = read_gguf_info(gguf_path)
+        meta = info.metadata
+        entry.architecture = info.architecture
+        if info.general_type != "adapter":
+            entry.problem = f"not a LoRA adapter (general.type={info.general_type!r})"
+    except GGUFError as exc:
+        entry.problem = str(exc)
+    base = _first(manifest, "base_model", "base_model_name", "base")
+    if isinstance(base, dict):  # {"name": ..., "file": ..., "sha256": ...}
+        base = _first(base, "name", "file", "path")
+    entry.base_model = base or meta.get("agx.lora.base_model") or meta.get("agx.lora.base_gguf")
+    rank = _first(manifest, "rank", "r", "lora_r")
+    entry.rank = int(rank) if rank is not None else meta.get("agx.lora.rank")
+    alpha = _first(manifest, "alpha", "lora_alpha")
+    entry.alpha = float(alpha) if alpha is not None else meta.get("agx.lora.peft_alpha")
+    targets = _first(manifest, "target_modules", "targets")
+    # gguf_info abbreviates arrays, so the GGUF's own target list is read separately.
+    entry.targets = list(targets) if targets else _gguf_targets(gguf_path)
+    metrics = _first(manifest, "eval", "eval_metrics", "metrics")
+    entry.metrics = metrics if isinstance(metrics, dict) else {}
+    return entry
+
+
+def _gguf_targets(path: Path) -> list[str]:
+    try:
+        from gguf import GGUFReader
+
+        fld = GGUFReader(path, "r").get_field("agx.lora.target_modules")
+        return list(fld.contents()) if fld is not None else []
+    except Exception:  # an adapter not made by agx simply has no such key
+        return []
+
+
+def roles_using(config: AgxConfig, gguf_path: Path, repo_dir: Path | None = None) -> list[str]:
+    """The roles whose configured adapter resolves to this file."""
+    users = []
+    for role in ROLE_NAMES:
+        spec = config.role(role).adapter
+        if not spec:
+            continue
+        try:
+            resolved = resolve_adapter(spec, config, repo_dir)
+        except EngineError:
+            continue
+        if resolved.resolve() == Path(gguf_path).resolve():
+            users.append(role)
+    return users
+
+
+def list_adapters(config: AgxConfig, repo_dir: Path | None = None) -> list[InstalledAdapter]:
+    """Every adapters/<name>/adapter.gguf, plus adapters the roles name by path."""
+    folder = adapters_dir(config)
+    found: list[InstalledAdapter] = []
+    seen: set[Path] = set()
+    if folder.is_dir():
+        for sub in sorted(p for p in folder.iterdir() if p.is_dir()):
+            gguf_path = sub / ADAPTER_FILE
+            if gguf_path.is_file():
+                found.append(describe_adapter(sub.name, gguf_path))
+                seen.add(gguf_path.resolve())
+    for role in ROLE_NAMES:  # a role may point at a file outside adapters/
+        spec = config.role(role).adapter
+        if not spec:
+            continue
+        try:
+            path = resolve_adapter(spec, config, repo_dir)
+        except EngineError:
+            continue
+        if path.resolve() not in seen:
+            seen.add(path.resolve())
+            found.append(describe_adapter(path.name, path))
+    for entry in found:
+        entry.used_by = roles_using(config, entry.path, repo_dir)
+    return found
+
+
+def file_sha256(path: Path, chunk: int = 4 * 2**20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def install_adapter(
+    peft_dir: Path,
+    base_gguf: Path,
+    name: str,
+    config: AgxConfig,
+    *,
+    outtype: str = "f32",
+    dataset: Path | None = None,
+    metrics: dict | None = None,
+    extra: dict | None = None,
+    force: bool = False,
+    hash_base: bool = True,
+):
+    """Convert a PEFT adapter into adapters/<name>/adapter.gguf and write its manifest.
+
+    Returns (folder, ConvertResult). Raises ConversionError for bad input.
+    """
+    from agx.training.convert_lora import ConversionError, convert_peft_to_gguf
+
+    if not _NAME_OK.match(name):
+        raise ConversionError(f"adapter name {name!r}: use letters, digits, '.', '_' and '-' (e.g. agenix-delta-v1)")
+    folder = adapters_dir(config) / name
+    if (folder / ADAPTER_FILE).exists() and not force:
+        raise ConversionError(f"adapter {name!r} already exists at {folder} (use --force to replace it)")
+    folder.mkdir(parents=True, exist_ok=True)
+    result = convert_peft_to_gguf(peft_dir, base_gguf, folder / ADAPTER_FILE, outtype, name=name)
+    base_info = read_gguf_info(base_gguf)
+    peft_cfg = json.loads((Path(peft_dir) / "adapter_config.json").read_text())
+    manifest = {
+        "name": name,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "base_model": base_info.name or Path(base_gguf).name,
+        "base_file": Path(base_gguf).name,
+        "base_sha256": file_sha256(Path(base_gguf)) if hash_base else None,
+        "base_hf": peft_cfg.get("base_model_name_or_path"),
+        "architecture": result.architecture,
+        "rank": result.rank,
+        "alpha": result.peft_alpha,
+        "use_rslora": result.use_rslora,
+        "target_modules": result.targets,
+        "dataset": str(dataset) if dataset else None,
+        "dataset_sha256": file_sha256(Path(dataset)) if dataset and Path(dataset).is_file() else None,
+        "eval": metrics or {},
+        "size_bytes": result.size_bytes,
+    }
+    manifest.update(extra or {})
+    write_manifest(folder, manifest)
+    return folder, result
+
+
+def switch_role_adapter(pool, role: str, name_or_path: str | None, scale: float | None = None) -> Path | None:
+    """Switch a running role's adapter without reloading its base model (for the shell).
+
+    `name_or_path` None (or "none") returns the role to the bare base. The role's config is
+    not changed: the switch lasts for this session. Returns the adapter file now in use.
+    """
+    engine = pool.engine(role)
+    if not hasattr(engine, "set_adapter"):
+        raise EngineError(f"roles.{role} runs on a remote server; its adapter is chosen there, not by agx")
+    if scale is None:
+        scale = pool.config.role(role).adapter_scale
+    path = None
+    if name_or_path and name_or_path.lower() != "none":
+        path = resolve_adapter(name_or_path, pool.config, pool.repo_dir)
+    engine.set_adapter(path, scale)
+    return path

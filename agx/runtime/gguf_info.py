@@ -85,7 +85,10 @@ def read_gguf_info(path: str | os.PathLike) -> GGUFInfo:
 
         reader = GGUFReader(path, "r")
     except Exception as exc:  # the reader raises assorted errors on damaged headers
-        raise GGUFError(f"{path}: damaged or truncated GGUF header ({type(exc).__name__}: {exc})") from None
+        raise GGUFError(
+            f"{path}: truncated or damaged GGUF ({type(exc).__name__}: {exc}); if it was downloaded, "
+            "`agx models pull` resumes it"
+        ) from None
 
     end_of_data = 0
     params = 0

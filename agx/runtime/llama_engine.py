@@ -81,6 +81,38 @@ class LoadSettings:
         )
 
 
+def _init_lora(llama, path: str):
+    """Load a GGUF LoRA adapter into the model's weights table (not yet active)."""
+    import llama_cpp
+
+    handle = llama_cpp.llama_adapter_lora_init(llama.model, path.encode("utf-8"))
+    # A failed init returns a NULL pointer object, which is falsy but not None.
+    if not handle:
+        raise EngineError(f"llama.cpp refused the adapter {path} (run `agx adapters list`, or reconvert it for this base)")
+    return handle
+
+
+def _activate_lora(llama, handle, scale: float) -> None:
+    """Make `handle` (None: no adapter) the context's only adapter, then drop cached state.
+
+    `reset()` matters: llama-cpp-python reuses the longest common token prefix of the previous
+    prompt, whose KV entries were computed with the old adapter.
+    """
+    import ctypes
+
+    import llama_cpp
+
+    if handle is None:
+        rc = llama_cpp.llama_set_adapters_lora(llama.ctx, None, 0, None)
+    else:
+        handles = (llama_cpp.llama_adapter_lora_p_ctypes * 1)(handle)
+        scales = (ctypes.c_float * 1)(scale)
+        rc = llama_cpp.llama_set_adapters_lora(llama.ctx, handles, 1, scales)
+    if rc:
+        raise EngineError(f"llama.cpp could not activate the adapter (code {rc})")
+    llama.reset()
+
+
 class LlamaCppModel:
     """One loaded GGUF model and the lock that serialises its use."""
 
@@ -90,6 +122,10 @@ class LlamaCppModel:
         self.lock = threading.Lock()
         self._load_lock = threading.Lock()
         self.gguf = None
+        # Adapters loaded into this model (path -> llama.cpp handle), kept so switching back
+        # is instant, and the one active in the context now.
+        self._lora_handles: dict[str, object] = {}
+        self.active_adapter: tuple[str | None, float] = (None, 1.0)
 
     def load(self) -> None:
         with self._load_lock:
@@ -116,19 +152,63 @@ class LlamaCppModel:
             )
             if s.chat_format:
                 kwargs["chat_format"] = s.chat_format
-            if s.adapter_path:
-                kwargs["lora_path"] = s.adapter_path
-                kwargs["lora_scale"] = s.adapter_scale
             try:
                 self.llama = Llama(**kwargs)
             except (ValueError, RuntimeError, OSError) as exc:
                 raise EngineError(f"cannot load model {s.path}: {exc}") from None
+            # The adapter goes through the same path as a runtime switch (not Llama(lora_path=),
+            # which also turns off mmap for the base).
+            if s.adapter_path:
+                try:
+                    self.apply_adapter(s.adapter_path, s.adapter_scale)
+                except EngineError:
+                    self._free_llama()
+                    raise
+
+    def apply_adapter(self, path: str | None, scale: float = 1.0) -> None:
+        """Make `path` (None: none) the active LoRA adapter at `scale`, without reloading the
+        base. The caller holds `self.lock` (or is loading). Checks the adapter against the
+        base first, so a mismatch is explained rather than left to llama.cpp's log."""
+        path = str(path) if path is not None else None
+        if (path, scale) == self.active_adapter:
+            return
+        handle = None
+        if path is not None:
+            handle = self._lora_handles.get(path)
+            if handle is None:
+                from agx.runtime.adapters import check_adapter_against_base
+
+                check_adapter_against_base(Path(path), self.gguf)
+                handle = self._lora_handles[path] = _init_lora(self.llama, path)
+        _activate_lora(self.llama, handle, scale)
+        self.active_adapter = (path, scale)
+
+    def set_adapter(self, path: str | Path | None, scale: float = 1.0) -> None:
+        """Load the model if needed, then switch adapters under the model's lock."""
+        self.load()
+        with self.lock:
+            if self.llama is None:
+                raise EngineError("model was closed")
+            self.apply_adapter(str(path) if path is not None else None, scale)
+
+    def _free_llama(self) -> None:
+        import llama_cpp
+
+        if self.llama is None:
+            return
+        if self._lora_handles:
+            # Detach from the context before freeing, then free before the model goes.
+            llama_cpp.llama_set_adapters_lora(self.llama.ctx, None, 0, None)
+            for handle in self._lora_handles.values():
+                llama_cpp.llama_adapter_lora_free(handle)
+            self._lora_handles.clear()
+        self.active_adapter = (None, 1.0)
+        self.llama.close()
+        self.llama = None
 
     def close(self) -> None:
         with self.lock:
-            if self.llama is not None:
-                self.llama.close()
-                self.llama = None
+            self._free_llama()
 
 
 class _TokenWatch:
@@ -182,6 +262,14 @@ def _grammar_for(request: ChatRequest):
     return None
 
 
+def _adapter_label(path: str | None) -> str | None:
+    """adapters/NAME/adapter.gguf reads as NAME; any other file by its file name."""
+    if not path:
+        return None
+    p = Path(path)
+    return p.parent.name if p.name == "adapter.gguf" else p.name
+
+
 class LlamaCppEngine(Engine):
     def __init__(self, role_names: tuple[str, ...], role: RoleConfig, model: LlamaCppModel, *, is_tiny_default: bool = False):
         super().__init__()
@@ -189,6 +277,21 @@ class LlamaCppEngine(Engine):
         self.role = role
         self.model = model
         self.is_tiny_default = is_tiny_default
+        # This role's adapter. Roles sharing one base may want different adapters, so it is
+        # applied under the model lock before each generation (a no-op when already active).
+        self.adapter_path: str | None = model.settings.adapter_path
+        self.adapter_scale: float = model.settings.adapter_scale
+
+    def set_adapter(self, path: str | Path | None, scale: float = 1.0) -> None:
+        """Switch this role's LoRA adapter (None: the bare base) without reloading the base.
+
+        Raises EngineError, leaving the current adapter in place, when the adapter does not fit.
+        Blocks while a generation of this model is running.
+        """
+        path = str(path) if path is not None else None
+        self.wait_loaded()
+        self.model.set_adapter(path, scale)
+        self.adapter_path, self.adapter_scale = path, scale
 
     @property
     def sampling(self) -> SamplingConfig:
@@ -201,10 +304,15 @@ class LlamaCppEngine(Engine):
             backend="llama_cpp",
             model=s.path,
             accelerator=accelerator_name() if s.n_gpu_layers != 0 else "CPU",
-            adapter=Path(s.adapter_path).name if s.adapter_path else None,
+            adapter=_adapter_label(self.adapter_path),
             n_ctx=s.n_ctx,
             is_tiny_default=self.is_tiny_default,
         )
+
+    @property
+    def loaded(self) -> bool:
+        # Roles sharing a model are loaded as soon as any of them loaded it.
+        return self.model.llama is not None
 
     def _load(self) -> None:
         self.model.load()
@@ -226,6 +334,7 @@ class LlamaCppEngine(Engine):
         try:
             if llama is None:
                 raise EngineError("model was closed")
+            self.model.apply_adapter(self.adapter_path, self.adapter_scale)
             watch = _TokenWatch(cancel, stats)
             llama.agx_watch = watch
             t0 = time.perf_counter()

@@ -43,7 +43,7 @@ class SessionLog:
         record = {"v": SCHEMA_VERSION, "ts": time.time(), "session": self.session_id, "type": kind, **fields}
         line = (json.dumps(record, ensure_ascii=False, default=str) + "\n").encode("utf-8")
         with self._lock:
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
             try:
                 if self._ends_torn(fd):
                     line = b"\n" + line

@@ -1,0 +1,88 @@
+"""`agx eval plans DATASET`: score a planner model (base or with an adapter) on a plan dataset."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+from agx.cli.context import EXIT_INTERRUPTED, EXIT_USAGE, CliContext, CliError
+
+
+def register(sub) -> None:
+    p = sub.add_parser("eval", help="evaluate models (plans: parseable / valid-DAG rate, node and edge F1)")
+    esub = p.add_subparsers(dest="eval_command", metavar="KIND", required=True)
+    e = esub.add_parser(
+        "plans", help="plan every request of a dataset and score the plans",
+        description="Plan each record's request with the role's model under Delta's grammar (greedy decoding) and "
+        "score it TaskBench's way: node F1 over tool names, edge F1 over (source, target) tool pairs; unparseable "
+        "outputs count as empty predictions. Writes per-sample results as JSON Lines and prints a table.",
+    )
+    e.add_argument("dataset", help="a plan dataset (.jsonl from `agx data delta`)")
+    e.add_argument("--adapter", help="LoRA adapter for the role: a name under adapters/ or a .gguf path; 'none' for the bare base")
+    e.add_argument("--role", choices=["echo", "delta"], default="delta", help="whose model plans (default: delta)")
+    e.add_argument("--limit", type=int, help="score only the first N records")
+    e.add_argument("--max-tokens", type=int, default=768, help="cap on each plan's length in tokens (default 768)")
+    e.add_argument("--out", help="per-sample results file (default: .agx/eval/<dataset>-<time>.jsonl)")
+    e.add_argument("--label", help="name of this run in the table (default: the model and adapter)")
+    e.add_argument("--quiet", action="store_true", help="no per-sample progress on stderr")
+    e.set_defaults(func=run_plans)
+
+
+def run_plans(ctx: CliContext) -> int:
+    from agx.runtime.engine import CancelToken
+    from agx.training.eval_plans import EvalOptions, evaluate_records, iter_table_rows, load_plan_records
+    from agx.training.records import DatasetError, write_jsonl
+
+    args = ctx.args
+    if args.limit is not None and args.limit < 1:
+        raise CliError("--limit must be at least 1", EXIT_USAGE)
+    if args.max_tokens < 16:
+        raise CliError("--max-tokens must be at least 16", EXIT_USAGE)
+    dataset = Path(args.dataset)
+    dataset = dataset if dataset.is_absolute() else ctx.cwd / dataset
+    try:
+        records = load_plan_records(dataset, args.limit)
+    except DatasetError as exc:
+        raise CliError(str(exc), EXIT_USAGE) from None
+    role = ctx.config.role(args.role)
+    if args.adapter:
+        role.adapter = None if args.adapter.lower() == "none" else args.adapter
+    # Greedy and without repetition penalty: JSON repeats tokens by nature, and runs must repeat.
+    role.sampling.temperature = 0.0
+    role.sampling.repeat_penalty = 1.0
+    engine = ctx.pool.engine(args.role)
+    engine.wait_loaded()
+    info = engine.info()
+    label = args.label or f"{Path(info.model).name}" + (f" + {info.adapter}" if info.adapter else "")
+    out = Path(args.out) if args.out else ctx.base_dir / ".agx" / "eval" / f"{dataset.stem}-{time.strftime('%Y%m%d-%H%M%S')}.jsonl"
+    if not out.is_absolute():
+        out = ctx.cwd / out
+
+    def progress(i: int, result: dict) -> None:
+        if not args.quiet:
+            mark = "valid" if result["valid"] else ("parsed" if result["parseable"] else "unparseable")
+            print(f"[{i + 1}/{len(records)}] {mark:<11} nodeF1 {result['node_f1']:.2f} {result['seconds']:.1f}s  {result['id']}",
+                  file=sys.stderr)
+
+    cancel = CancelToken()
+    try:
+        summary, results = evaluate_records(records, engine, dataset.parent, EvalOptions(max_tokens=args.max_tokens),
+                                            on_result=progress, cancel=cancel)
+    except DatasetError as exc:
+        raise CliError(str(exc), EXIT_USAGE) from None
+    except KeyboardInterrupt:
+        cancel.cancel()
+        print("agx: interrupted; no results written", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    write_jsonl(out, results)
+    summary_path = out.with_suffix(".summary.json")
+    summary_path.write_text(json.dumps({"dataset": str(dataset), "model": info.model, "adapter": info.adapter,
+                                        "label": label, **summary.as_dict()}, indent=2) + "\n", encoding="utf-8")
+    for line in iter_table_rows([(label, summary)]):
+        print(line)
+    print(f"micro F1: node {summary.node_f1_micro:.2f}, edge {summary.edge_f1_micro:.2f}; "
+          f"{summary.extra['seconds']}s, {summary.extra['completion_tokens']} tokens generated")
+    print(f"per-sample results: {out}")
+    return 0

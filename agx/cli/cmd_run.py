@@ -1,0 +1,468 @@
+"""`agx run`, `agx apply`, `agx discard`, `agx undo`, `agx plans`: plans executed in isolation.
+
+`agx run "request"` plans with Delta (tasks stream into the executor as they are generated),
+asks for approval, runs the DAG in a git worktree on branch agx/<plan-id>, and prints a
+summary. Nothing in the user's checkout changes until `agx apply`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+from agx.cli.context import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, CliContext, CliError
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "run",
+        help="plan a request with Delta and run it in an isolated git worktree",
+        description="Plan REQUEST (or run a hand-written plan with --plan), ask for approval, run the task DAG "
+        "in .agx/worktrees/<plan-id> on branch agx/<plan-id>, and print a summary. Your files are not "
+        "touched: review with git, then `agx apply` or `agx discard`. Exit 0 only if every task succeeded.",
+    )
+    p.add_argument("request", nargs="*", help="what to do")
+    p.add_argument("--plan", metavar="FILE", help="run this plan JSON instead of asking Delta for one")
+    p.add_argument("--yes", "-y", action="store_true", help="approve every task (writes and commands too)")
+    p.add_argument("--auto", choices=["read"], help="approve read-only tasks automatically; ask for the rest")
+    p.add_argument("--max-parallel", type=int, metavar="N", help="tasks running at once (default: execution.max_parallel)")
+    p.add_argument("--timeout", type=float, metavar="S", help="per-task timeout in seconds (default: execution.task_timeout_s)")
+    p.add_argument("--show-output", action="store_true", help="print the tasks' output as it comes")
+    p.set_defaults(func=run)
+
+    a = sub.add_parser("apply", help="bring a finished plan's changes into your branch",
+                       description="Apply the changes of PLAN (default: the latest plan that finished) to your "
+                       "checkout: one commit on your branch, or uncommitted changes when the files it touches had "
+                       "uncommitted edits of yours. Refuses when you changed those files since the plan started.")
+    a.add_argument("plan", nargs="?", help="plan id or unique prefix (see `agx plans`)")
+    a.add_argument("--no-commit", action="store_true", help="write the files but do not commit")
+    a.set_defaults(func=apply_cmd)
+
+    d = sub.add_parser("discard", help="remove a plan's worktree and branch",
+                       description="Remove the worktree .agx/worktrees/PLAN and branch agx/PLAN.")
+    d.add_argument("plan", nargs="?", help="plan id or unique prefix (default: the latest unapplied plan)")
+    d.set_defaults(func=discard_cmd)
+
+    u = sub.add_parser("undo", help="revert the last `agx apply`",
+                       description="Revert the most recently applied plan. Refuses when a file it touched has "
+                       "changed since, or when you committed on top of its commit.")
+    u.set_defaults(func=undo_cmd)
+
+    ps = sub.add_parser("plans", help="list plans and their states")
+    ps.add_argument("--json", action="store_true", help="machine-readable output")
+    ps.set_defaults(func=plans_cmd)
+
+
+# -- helpers ------------------------------------------------------------------------------
+def _repo(ctx: CliContext) -> Path:
+    repo = ctx.repo
+    if repo is None:
+        raise CliError("this command needs a git repository (agx runs plans in a git worktree); run `git init` first",
+                       EXIT_USAGE)
+    return repo
+
+
+def _store(repo: Path):
+    from agx.workspace.plan_store import PlanStore
+
+    store = PlanStore(repo)
+    for pid in store.recover_stale():
+        print(f"agx: plan {pid} was interrupted (its process is gone); its worktree is kept — "
+              f"inspect .agx/worktrees/{pid}, or `agx discard {pid}`", file=sys.stderr)
+    return store
+
+
+def load_plan_file(path: str, catalogue):
+    """Read and validate a hand-written plan; CliError(exit 2) listing every problem."""
+    from agx.planning.validate import validate_plan
+
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CliError(f"{path}: no such file", EXIT_USAGE) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CliError(f"{path}: cannot read: {exc}", EXIT_USAGE) from None
+    except json.JSONDecodeError as exc:
+        raise CliError(f"{path}: invalid JSON: {exc}", EXIT_USAGE) from None
+    report = validate_plan(data, catalogue)
+    if report.errors or report.plan is None:
+        listed = "\n".join(f"  - {e}" for e in report.errors) or "  - not a plan"
+        raise CliError(f"{path}: invalid plan ({len(report.errors)} error{'s' if len(report.errors) != 1 else ''}):\n{listed}",
+                       EXIT_USAGE)
+    not_runnable = [t.id for t in report.plan.tasks if not catalogue.get(t.tool).runnable]
+    if not_runnable:
+        raise CliError(f"{path}: tasks {', '.join(not_runnable)} use tools agx cannot run", EXIT_USAGE)
+    return report.plan
+
+
+def _ask_line(prompt: str) -> str:
+    """input() that returns '' on EOF (a closed terminal refuses rather than crashes)."""
+    try:
+        return input(prompt)
+    except EOFError:
+        return ""
+
+
+async def _ask_in_thread(fn, *args):
+    """Run a blocking prompt in a daemon thread, so Ctrl-C / a finished run need not wait for it."""
+    loop = asyncio.get_running_loop()
+    fut = loop.create_future()
+
+    def work():
+        try:
+            value = fn(*args)
+            loop.call_soon_threadsafe(lambda: fut.done() or fut.set_result(value))
+        except BaseException as exc:  # noqa: BLE001 - delivered to the awaiting coroutine
+            loop.call_soon_threadsafe(lambda: fut.done() or fut.set_exception(exc))
+
+    threading.Thread(target=work, daemon=True, name="agx-approval").start()
+    return await fut
+
+
+def _approval_dialogue(executor, catalogue, undecided: list[str]) -> tuple[list[str], list[str]]:
+    """Ask on the terminal; returns (approved, denied)."""
+    from agx.planning.tools import Risk
+
+    nodes = [executor.nodes[i] for i in undecided]
+    counts: dict[str, int] = {}
+    for n in nodes:
+        counts[n.risk.value] = counts.get(n.risk.value, 0) + 1
+    kinds = ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
+    print(f"\n{len(nodes)} task{'s' if len(nodes) != 1 else ''} need approval ({kinds}).", flush=True)
+    answer = _ask_line("Run them? [y]es all / [r]ead-only / [e]ach / [n]o: ").strip().lower()
+    if answer in ("y", "yes", "a", "all"):
+        return undecided, []
+    if answer in ("r", "read"):
+        ok = [n.task.id for n in nodes if n.risk is Risk.READ]
+        return ok, [i for i in undecided if i not in ok]
+    if answer in ("e", "each"):
+        ok, no = [], []
+        for n in nodes:
+            a = _ask_line(f"  {n.task.id} [{n.risk.value}] {n.task.tool}: {n.task.title} — run? [y/N]: ").strip().lower()
+            (ok if a in ("y", "yes") else no).append(n.task.id)
+        return ok, no
+    return [], undecided
+
+
+# -- agx run ------------------------------------------------------------------------------
+def run(ctx: CliContext) -> int:
+    from agx.execution.executor import Executor
+    from agx.execution.policy import ApprovalMode, Policy
+    from agx.execution.printer import HeadlessPrinter, format_plan, format_summary
+    from agx.planning.builtin_tools import builtin_catalogue
+    from agx.workspace.git_isolation import GitError, GitIsolation
+    from agx.workspace.plan_store import PlanRecord, PlanRecorder, new_plan_id
+
+    args = ctx.args
+    repo = _repo(ctx)
+    config = ctx.config
+    catalogue = builtin_catalogue()
+    policy = Policy.from_flags(args.yes, args.auto)
+    interactive = sys.stdin.isatty()
+    if policy.mode is ApprovalMode.ASK and not interactive:
+        raise CliError("tasks need approval but stdin is not a terminal: pass --yes (approve all) or "
+                       "--auto read (read-only tasks only)", EXIT_USAGE)
+    max_parallel = args.max_parallel or config.execution.max_parallel
+    if max_parallel < 1:
+        raise CliError("--max-parallel must be at least 1", EXIT_USAGE)
+    timeout = args.timeout or config.execution.task_timeout_s
+    if timeout <= 0:
+        raise CliError("--timeout must be positive", EXIT_USAGE)
+
+    plan = load_plan_file(args.plan, catalogue) if args.plan else None
+    request = " ".join(args.request).strip()
+    if plan is None and not request:
+        raise CliError("nothing to do: give a request, or --plan FILE", EXIT_USAGE)
+    request = request or plan.goal
+
+    store = _store(repo)
+    try:
+        iso = GitIsolation(repo)
+        plan_id = new_plan_id()
+        snap = iso.snapshot(f"agx snapshot before plan {plan_id}")
+        worktree = iso.create_worktree(plan_id, snap)
+    except GitError as exc:
+        raise CliError(str(exc)) from None
+
+    rec = PlanRecord(
+        plan_id=plan_id, goal=plan.goal if plan else request, request=request,
+        plan={"goal": plan.goal if plan else request, "tasks": []}, state="running", pid=os.getpid(),
+        base_commit=snap.commit, head_at_start=snap.head, user_branch=snap.branch,
+        branch=iso.branch_name(plan_id), worktree=str(worktree.relative_to(iso.repo)),
+    )
+    store.save(rec)
+    print(f"agx: plan {plan_id} runs in {rec.worktree} (branch {rec.branch}); your files stay as they are", flush=True)
+
+    engine = _engine_or_none(ctx, "echo")
+    executor = Executor(
+        plan_id, catalogue, worktree, max_parallel=max_parallel, task_timeout_s=timeout,
+        output_cap_bytes=config.execution.output_cap_bytes, policy=policy, engine=engine,
+        committer=iso.committer(worktree), test_command=config.execution.test_command,
+    )
+    t0 = time.perf_counter()
+    printer = HeadlessPrinter(show_output=args.show_output, t0=t0)
+    executor.subscribe(printer)
+    executor.subscribe(PlanRecorder(store, rec))
+    log = _session_log(repo)
+
+    flags = {"signalled": False}  # set by the Ctrl-C / SIGTERM handler
+    outcome = asyncio.run(_drive(ctx, executor, plan, request, catalogue, interactive, log, rec, store, flags))
+    result, planned_errors = outcome
+    if planned_errors is not None:  # planning failed: nothing ran
+        rec.state = "failed"
+        rec.errors = planned_errors
+        rec.finished_at = time.time()
+        store.save(rec)
+        iso.discard_plan(plan_id)
+        _log(log, "plan_outcome", plan_id=plan_id, state="failed", errors=planned_errors)
+        return EXIT_FAILURE
+
+    interrupted = result is None or any(n.status.value == "cancelled" for n in executor.nodes.values())
+    ok = result is not None and result.ok
+    rec.state = "done" if ok else ("cancelled" if interrupted else "failed")
+    rec.finished_at = time.time()
+    wall = time.perf_counter() - t0
+    print()
+    print(format_summary([executor.nodes[i] for i in executor._order], wall))
+    commits = iso.commits_on_branch(plan_id, snap.commit)
+    if ok and not commits:
+        iso.discard_plan(plan_id)
+        rec.worktree = None
+        print("No files changed; the worktree and branch were removed.")
+    elif commits:
+        files = iso.changed_paths(snap.commit, commits[-1])
+        print(f"{len(files)} file{'s' if len(files) != 1 else ''} changed in {len(commits)} commit"
+              f"{'s' if len(commits) != 1 else ''} on {rec.branch}. Review: git diff {snap.commit[:10]} {rec.branch}")
+        print(f"Then: agx apply {plan_id}   or   agx discard {plan_id}")
+    else:
+        print(f"Nothing changed. Inspect {rec.worktree}, or `agx discard {plan_id}`.")
+    store.save(rec)
+    _log(log, "plan_outcome", plan_id=plan_id, state=rec.state, wall_s=round(wall, 3),
+         task_s=rec.task_s, commits=commits, tasks=rec.tasks)
+    if ok:
+        return EXIT_OK
+    return EXIT_INTERRUPTED if flags["signalled"] else EXIT_FAILURE
+
+
+def _engine_or_none(ctx: CliContext, role: str):
+    from agx.runtime.engine import EngineError
+
+    try:
+        return ctx.pool.engine(role)
+    except EngineError:
+        return None  # ask_model tasks then fail with "no model available"
+
+
+def _session_log(repo: Path):
+    from agx.workspace.sessionlog import SessionLog
+
+    try:
+        return SessionLog.open(repo)
+    except OSError:
+        return None
+
+
+def _log(log, kind: str, **fields) -> None:
+    if log is not None:
+        try:
+            log.append(kind, **fields)
+        except OSError:
+            pass
+
+
+async def _drive(ctx, executor, plan, request, catalogue, interactive, log, rec, store, flags):
+    """Plan (streaming tasks into the executor), ask for approval, run. Returns (result, errors)."""
+    from pydantic import ValidationError
+
+    from agx.execution import events as ev
+    from agx.execution.printer import format_plan
+    from agx.planning.plan import Task
+    from agx.runtime.engine import CancelToken
+
+    loop = asyncio.get_running_loop()
+    cancel_token = CancelToken()
+
+    def on_signal():
+        flags["signalled"] = True
+        cancel_token.cancel()
+        executor.cancel_all()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, on_signal)
+        except (NotImplementedError, RuntimeError):
+            pass
+
+    run_task = asyncio.ensure_future(executor.run())
+    await asyncio.sleep(0)  # let run() bind the loop before tasks arrive
+
+    if plan is None:
+        from agx.planning.planner import Planner
+
+        ctx.warn_if_tiny("delta")
+        planner = Planner(ctx.pool.engine("delta"), catalogue, repo_dir=executor.workdir,
+                          repair_rounds=ctx.config.execution.repair_rounds)
+
+        def forward(event):
+            if isinstance(event, ev.TaskAdded):
+                try:
+                    executor.add_task(Task.model_validate(event.task))
+                except ValidationError:
+                    pass  # a malformed streamed task: the validated final plan decides
+            elif isinstance(event, ev.PlanningStarted):
+                print(f"agx: Delta is planning: {event.request}", flush=True)
+
+        result = await asyncio.to_thread(planner.plan, request, forward, cancel_token, executor.plan_id)
+        _log(log, "plan", **result.to_record())
+        if result.plan is not None:
+            rec.plan = result.plan.model_dump()
+        if not result.ok:
+            if result.plan is not None:
+                print(format_plan(result.plan, catalogue, result.errors), flush=True)
+            print(f"agx: no valid plan after {result.rounds} repair round{'s' if result.rounds != 1 else ''}:",
+                  file=sys.stderr)
+            for e in result.errors:
+                print(f"  - {e}", file=sys.stderr)
+            executor.cancel_all()
+            await run_task
+            return None, list(result.errors)
+        plan = result.plan
+        executor.sync_plan(plan)
+        print(format_plan(plan, catalogue), flush=True)
+    else:
+        _log(log, "plan", plan_id=executor.plan_id, request=request, plan=plan.model_dump(), errors=[], source="file")
+        print(format_plan(plan, catalogue), flush=True)
+        executor.add_plan(plan)
+    rec.plan = plan.model_dump()
+    rec.goal = plan.goal
+    store.save(rec)
+    executor.close_plan()
+
+    undecided = executor.undecided()
+    if undecided and not run_task.done():
+        if interactive:
+            ask = asyncio.ensure_future(_ask_in_thread(_approval_dialogue, executor, catalogue, undecided))
+            done, _ = await asyncio.wait({ask, run_task}, return_when=asyncio.FIRST_COMPLETED)
+            if ask in done:
+                approved, denied = ask.result()
+                executor.approve(approved)
+                executor.deny(denied)
+        else:
+            print(f"agx: not approved (no terminal to ask): {', '.join(undecided)}", file=sys.stderr)
+            executor.deny(undecided)
+    try:
+        result = await run_task
+    except asyncio.CancelledError:
+        return None, None
+    return result, None
+
+
+# -- apply / discard / undo / plans -------------------------------------------------------
+def apply_cmd(ctx: CliContext) -> int:
+    from agx.workspace.git_isolation import GitError, GitIsolation
+    from agx.workspace.plan_store import FINISHED_STATES, PlanStoreError, _pid_alive
+
+    repo = _repo(ctx)
+    store = _store(repo)
+    try:
+        rec = store.resolve(ctx.args.plan, states=("done",), what="finished plan to apply")
+    except PlanStoreError as exc:
+        raise CliError(str(exc), EXIT_USAGE) from None
+    if rec.state == "running" and _pid_alive(rec.pid):
+        raise CliError(f"plan {rec.plan_id} is still running (pid {rec.pid})")
+    if rec.state == "applied":
+        raise CliError(f"plan {rec.plan_id} is already applied (`agx undo` reverts it)")
+    if rec.state not in FINISHED_STATES:
+        raise CliError(f"plan {rec.plan_id} is {rec.state}: nothing to apply")
+    if rec.state != "done":
+        print(f"agx: note: plan {rec.plan_id} {rec.state}; applying what its finished tasks committed", file=sys.stderr)
+    try:
+        iso = GitIsolation(repo)
+        applied = iso.apply_plan(rec.plan_id, rec.base_commit, rec.goal, commit=not ctx.args.no_commit)
+    except GitError as exc:
+        raise CliError(str(exc)) from None
+    rec.applied = applied
+    rec.state = "applied"
+    store.save(rec)
+    n = len(applied["files"])
+    files = ", ".join(f["path"] for f in applied["files"][:6]) + (" …" if n > 6 else "")
+    if applied["mode"] == "commit":
+        print(f"applied plan {rec.plan_id}: {n} file{'s' if n != 1 else ''} ({files}) in commit {applied['commit'][:10]}")
+    else:
+        why = "as asked" if ctx.args.no_commit else "because those files had uncommitted changes of yours"
+        print(f"applied plan {rec.plan_id}: {n} file{'s' if n != 1 else ''} ({files}) left uncommitted ({why})")
+    print("`agx undo` reverts it.")
+    return EXIT_OK
+
+
+def discard_cmd(ctx: CliContext) -> int:
+    from agx.workspace.git_isolation import GitError, GitIsolation
+    from agx.workspace.plan_store import FINISHED_STATES, PlanStoreError, _pid_alive
+
+    repo = _repo(ctx)
+    store = _store(repo)
+    try:
+        rec = store.resolve(ctx.args.plan, states=FINISHED_STATES + ("planned", "applied", "undone"),
+                            what="plan to discard")
+    except PlanStoreError as exc:
+        raise CliError(str(exc), EXIT_USAGE) from None
+    if rec.state == "running" and _pid_alive(rec.pid):
+        raise CliError(f"plan {rec.plan_id} is still running (pid {rec.pid}); stop it first")
+    try:
+        removed = GitIsolation(repo).discard_plan(rec.plan_id)
+    except GitError as exc:
+        raise CliError(str(exc)) from None
+    if rec.state != "applied":  # an applied plan stays applied (and undoable)
+        rec.state = "discarded"
+    rec.worktree = None
+    store.save(rec)
+    print(f"discarded plan {rec.plan_id}: removed {', '.join(removed) if removed else 'nothing (already gone)'}")
+    return EXIT_OK
+
+
+def undo_cmd(ctx: CliContext) -> int:
+    from agx.workspace.git_isolation import GitError, GitIsolation
+
+    repo = _repo(ctx)
+    store = _store(repo)
+    applied = [r for r in store.all() if r.state == "applied" and r.applied]
+    if not applied:
+        raise CliError("nothing to undo: no applied plan (see `agx plans`)", EXIT_USAGE)
+    rec = max(applied, key=lambda r: r.applied.get("applied_at", 0))
+    try:
+        GitIsolation(repo).undo_apply(rec.plan_id, rec.applied)
+    except GitError as exc:
+        raise CliError(str(exc)) from None
+    rec.state = "undone"
+    store.save(rec)
+    n = len(rec.applied["files"])
+    print(f"undid plan {rec.plan_id}: {n} file{'s' if n != 1 else ''} restored"
+          + (f", commit {rec.applied['commit'][:10]} removed from your branch" if rec.applied["mode"] == "commit" else ""))
+    return EXIT_OK
+
+
+def plans_cmd(ctx: CliContext) -> int:
+    repo = _repo(ctx)
+    store = _store(repo)
+    recs = store.all()
+    if ctx.args.json:
+        print(json.dumps([{"plan_id": r.plan_id, "state": r.state, "goal": r.goal, "created_at": r.created_at,
+                           "branch": r.branch, "worktree": r.worktree,
+                           "tasks": {k: v.get("status") for k, v in r.tasks.items()}} for r in recs], indent=1))
+        return EXIT_OK
+    if not recs:
+        print("no plans yet (`agx run \"...\"` makes one)")
+        return EXIT_OK
+    print(f"{'plan':<22} {'state':<11} {'tasks':<9} {'created':<16} goal")
+    for r in recs:
+        ok = sum(1 for t in r.tasks.values() if t.get("status") == "succeeded")
+        created = time.strftime("%Y-%m-%d %H:%M", time.localtime(r.created_at))
+        goal = r.goal if len(r.goal) <= 60 else r.goal[:59] + "…"
+        print(f"{r.plan_id:<22} {r.state:<11} {f'{ok}/{len(r.tasks)} ok':<9} {created:<16} {goal}")
+    return EXIT_OK

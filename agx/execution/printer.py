@@ -1,0 +1,128 @@
+"""The headless view of the event stream: live progress lines, the plan, and the summary."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import TextIO
+
+from agx.execution import events as ev
+from agx.planning.plan import Plan
+from agx.planning.tools import ToolCatalogue
+
+
+def plan_levels(plan: Plan) -> list[list[str]]:
+    """Tasks grouped by depth (level n needs only levels < n); tasks in a cycle come last."""
+    ids = [t.id for t in plan.tasks]
+    depth: dict[str, int] = {}
+    remaining = {t.id: [d for d in t.deps if d in ids] for t in plan.tasks}
+    level = 0
+    while remaining:
+        now = [i for i, deps in remaining.items() if all(d in depth for d in deps)]
+        if not now:
+            now = list(remaining)  # a cycle: show it rather than loop forever
+        for i in now:
+            depth[i] = level
+            del remaining[i]
+        level += 1
+    out: list[list[str]] = [[] for _ in range(level)]
+    for i in ids:
+        out[depth[i]].append(i)
+    return out
+
+
+def _brief_args(args: dict, limit: int = 60) -> str:
+    for key in ("command", "path", "paths", "pattern", "prompt", "message"):
+        if key in args:
+            v = args[key]
+            text = ", ".join(map(str, v)) if isinstance(v, list) else str(v)
+            text = " ".join(text.split())
+            return text if len(text) <= limit else text[: limit - 1] + "…"
+    return ""
+
+
+def format_plan(plan: Plan, catalogue: ToolCatalogue, errors: list[str] | None = None) -> str:
+    """The plan as levels: one line per task with its risk, tool, title and dependencies."""
+    lines = [f"Plan: {plan.goal}"]
+    for n, level in enumerate(plan_levels(plan)):
+        lines.append(f"  level {n}:")
+        for tid in level:
+            t = plan.task(tid)
+            spec = catalogue.get(t.tool)
+            risk = spec.risk.value if spec else "?"
+            deps = f"  <- {', '.join(t.deps)}" if t.deps else ""
+            brief = _brief_args(t.args)
+            lines.append(f"    {t.id:<8} [{risk:<5}] {t.tool:<10} {t.title}{deps}" + (f"  ({brief})" if brief else ""))
+    for e in errors or []:
+        lines.append(f"  error: {e}")
+    return "\n".join(lines)
+
+
+class HeadlessPrinter:
+    """Prints one line per task transition; with `show_output`, the tasks' output too."""
+
+    def __init__(self, out: TextIO | None = None, *, show_output: bool = False, t0: float | None = None):
+        self.out = out or sys.stdout
+        self.show_output = show_output
+        self.t0 = t0 if t0 is not None else time.perf_counter()
+        self.titles: dict[str, str] = {}
+        self._partial: dict[str, str] = {}
+
+    def _line(self, text: str) -> None:
+        stamp = time.perf_counter() - self.t0
+        try:
+            self.out.write(f"[{stamp:6.1f}s] {text}\n")
+            self.out.flush()
+        except (BrokenPipeError, ValueError):
+            pass
+
+    def __call__(self, event: ev.PlanEvent) -> None:
+        if isinstance(event, ev.TaskAdded):
+            self.titles[event.task.get("id", "?")] = event.task.get("title", "")
+        elif isinstance(event, ev.TaskStarted):
+            self._line(f"start   {event.task_id}  {self.titles.get(event.task_id, '')}")
+        elif isinstance(event, ev.TaskOutput):
+            if self.show_output:
+                self._output(event.task_id, event.text)
+        elif isinstance(event, ev.TaskFinished):
+            self._flush(event.task_id)
+            commit = f"  commit {event.commit[:10]}" if event.commit else ""
+            self._line(f"ok      {event.task_id}  {event.seconds:.2f}s{commit}")
+        elif isinstance(event, ev.TaskFailed):
+            self._flush(event.task_id)
+            error = event.error if len(event.error) < 300 else event.error[:299] + "…"
+            self._line(f"FAILED  {event.task_id}  {event.seconds:.2f}s  {error}")
+        elif isinstance(event, ev.TaskSkipped):
+            self._line(f"skipped {event.task_id}  ({event.reason})")
+        elif isinstance(event, ev.TaskCancelled):
+            self._flush(event.task_id)
+            self._line(f"cancel  {event.task_id}  {event.seconds:.2f}s")
+
+    def _output(self, task_id: str, text: str) -> None:
+        buf = self._partial.get(task_id, "") + text
+        *lines, rest = buf.split("\n")
+        self._partial[task_id] = rest
+        for line in lines:
+            self._line(f"  {task_id} | {line}")
+
+    def _flush(self, task_id: str) -> None:
+        rest = self._partial.pop(task_id, "")
+        if rest and self.show_output:
+            self._line(f"  {task_id} | {rest}")
+
+
+def format_summary(nodes, wall_s: float) -> str:
+    """Per task: status and time; then total wall time against the sum of task times."""
+    rows = [("task", "status", "time", "title")]
+    total = 0.0
+    for n in nodes:
+        secs = n.seconds if n.started is not None else 0.0
+        total += secs
+        rows.append((n.task.id, n.status.value, f"{secs:.2f}s" if n.started is not None else "-", n.task.title))
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    lines = ["Summary:"]
+    for r in rows:
+        lines.append(f"  {r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:>{widths[2]}}  {r[3]}")
+    speedup = f" ({total / wall_s:.1f}x from parallelism)" if wall_s > 0 and total > 0 else ""
+    lines.append(f"  wall time {wall_s:.2f}s, sum of task times {total:.2f}s{speedup}")
+    return "\n".join(lines)

@@ -1,0 +1,138 @@
+"""The JSON schema Delta's output is constrained by (turned into a llama.cpp grammar).
+
+The schema is stricter than validation on purpose: it only has to describe *some* valid plans,
+and every bound it sets keeps a small model from looping. Measured: without array bounds
+SmolLM2-135M repeats one tool name until max_tokens and nothing parses.
+
+Shape and emission order (the grammar fixes property order to the order listed here):
+
+    {"goal": str, "tasks": [{"id", "title", "tool", "deps", "args"}, ...]}
+
+`deps` comes *before* `args`: a `${ID}` placeholder inside args may only name a declared
+dependency, so letting the model write its deps first conditions the args on them.
+`tool` and `args` are tied: each task is an `anyOf` over one variant per tool
+({"tool": {"const": name}, "args": that tool's schema}), so args always fit the chosen tool.
+
+llama.cpp's converter (llama_cpp.llama_grammar) supports `pattern` only anchored (^...$) and
+ignores maxLength when a pattern is present, so ids are bounded by the pattern's `{0,N}`.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+from agx.planning.tools import ToolCatalogue
+
+# Grammar-side id pattern: a subset of plan.TASK_ID_PATTERN (which validation enforces).
+# Shorter than validation allows: short ids are all a plan needs and cost fewer tokens.
+GRAMMAR_TASK_ID_PATTERN = r"^[A-Za-z][A-Za-z0-9_-]{0,15}$"
+TASK_FIELD_ORDER = ("id", "title", "tool", "deps", "args")
+PLAN_FIELD_ORDER = ("goal", "tasks")
+
+GOAL_MAX_CHARS = 200
+TITLE_MAX_CHARS = 100
+# Bounds added to argument schemas that set none (strings, arrays), for the grammar only.
+ARG_STRING_MAX_CHARS = 1000
+ARG_ARRAY_MAX_ITEMS = 8
+# llama.cpp expands maxLength N into N nested optional groups, and its grammar parser rejects
+# (then the process crashes on) a string bound somewhere between 1000 and 1200; measured with
+# llama-cpp-python 0.3.36. Every string/array bound in the schema is clamped to these.
+GRAMMAR_MAX_STRING_CHARS = 1000
+GRAMMAR_MAX_ITEMS = 64
+
+
+def bounded_schema(schema: Any, max_string: int = ARG_STRING_MAX_CHARS, max_items: int = ARG_ARRAY_MAX_ITEMS) -> Any:
+    """A copy of a JSON schema with maxLength / maxItems added where the schema sets none,
+    and bounds above what llama.cpp's grammar parser accepts clamped to its limits."""
+    if not isinstance(schema, dict):
+        return schema
+    out = copy.deepcopy(schema)
+    _bound_in_place(out, max_string, max_items)
+    return out
+
+
+def _bound_in_place(node: dict[str, Any], max_string: int, max_items: int) -> None:
+    types = node.get("type")
+    types = set(types) if isinstance(types, list) else {types}
+    free_form = not any(k in node for k in ("enum", "const", "pattern", "format"))
+    if "string" in types and free_form:
+        node.setdefault("maxLength", max_string)
+        node["minLength"] = min(int(node.get("minLength", 0)), GRAMMAR_MAX_STRING_CHARS)
+        node["maxLength"] = min(max(int(node["maxLength"]), node["minLength"]), GRAMMAR_MAX_STRING_CHARS)
+    if "array" in types and "prefixItems" not in node:
+        node.setdefault("maxItems", max_items)
+        node["minItems"] = min(int(node.get("minItems", 0)), GRAMMAR_MAX_ITEMS)
+        node["maxItems"] = min(max(int(node["maxItems"]), node["minItems"]), GRAMMAR_MAX_ITEMS)
+    for key in ("properties", "$defs", "definitions"):
+        for child in (node.get(key) or {}).values():
+            if isinstance(child, dict):
+                _bound_in_place(child, max_string, max_items)
+    for key in ("items", "additionalProperties", "not"):
+        if isinstance(node.get(key), dict):
+            _bound_in_place(node[key], max_string, max_items)
+    for key in ("anyOf", "oneOf", "allOf", "prefixItems"):
+        for child in node.get(key) or []:
+            if isinstance(child, dict):
+                _bound_in_place(child, max_string, max_items)
+
+
+def _task_variant(name: str, args_schema: dict[str, Any], max_deps: int, max_arg_chars: int) -> dict[str, Any]:
+    id_schema = {"type": "string", "pattern": GRAMMAR_TASK_ID_PATTERN}
+    properties = {
+        "id": id_schema,
+        "title": {"type": "string", "minLength": 1, "maxLength": TITLE_MAX_CHARS},
+        "tool": {"const": name},
+        "deps": {"type": "array", "items": id_schema, "maxItems": max_deps},
+        "args": bounded_schema(args_schema or {"type": "object"}, max_string=max_arg_chars),
+    }
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": list(TASK_FIELD_ORDER),
+        "additionalProperties": False,
+    }
+
+
+def plan_json_schema(
+    catalogue: ToolCatalogue, max_tasks: int = 10, max_deps: int = 4, max_arg_chars: int = ARG_STRING_MAX_CHARS
+) -> dict[str, Any]:
+    """JSON schema of a plan over `catalogue`, bounded everywhere (tasks, deps, strings)."""
+    if len(catalogue) == 0:
+        raise ValueError("the tool catalogue is empty: nothing to plan with")
+    variants = [_task_variant(spec.name, spec.args_schema, max_deps, max_arg_chars) for spec in catalogue]
+    task_schema = variants[0] if len(variants) == 1 else {"anyOf": variants}
+    return {
+        "type": "object",
+        "properties": {
+            "goal": {"type": "string", "minLength": 1, "maxLength": GOAL_MAX_CHARS},
+            "tasks": {"type": "array", "items": task_schema, "minItems": 1, "maxItems": max_tasks},
+        },
+        "required": list(PLAN_FIELD_ORDER),
+        "additionalProperties": False,
+    }
+
+
+def canonical_task(task: dict[str, Any]) -> dict[str, Any]:
+    """A task dict with its keys in the grammar's emission order (unknown keys last)."""
+    ordered = {k: task[k] for k in TASK_FIELD_ORDER if k in task}
+    ordered.update({k: v for k, v in task.items() if k not in ordered})
+    return ordered
+
+
+def canonical_plan_json(plan: Any) -> str:
+    """The plan serialised exactly as the grammar lets the model write it (key order, one
+    space after `,` and `:`), e.g. for fine-tuning targets. Accepts a dict or a Plan."""
+    data = plan.model_dump() if hasattr(plan, "model_dump") else dict(plan)
+    out = {k: data[k] for k in PLAN_FIELD_ORDER if k in data}
+    out["tasks"] = [canonical_task(t) for t in data.get("tasks", [])]
+    out.update({k: v for k, v in data.items() if k not in out})
+    return json.dumps(out, ensure_ascii=False)
+
+
+def build_grammar(schema: dict[str, Any]):
+    """The llama.cpp grammar for `schema` (raises what llama.cpp raises when it can't)."""
+    from llama_cpp import LlamaGrammar
+
+    return LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False)

@@ -1,0 +1,139 @@
+"""Evaluate a planner model on a plan dataset: generate, parse, validate, score.
+
+Each record's prompt is its own `messages` minus the gold answer — byte for byte what the
+model saw in training, and what `build_plan_messages` gives at inference — and the output is
+constrained by the same JSON-schema grammar Delta uses (`plan_json_schema` over the record's
+catalogue). Decoding is greedy (temperature 0, no repetition penalty) so runs are repeatable.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from agx.planning.prompt import build_plan_messages
+from agx.planning.schema_grammar import plan_json_schema
+from agx.planning.tools import ToolCatalogue
+from agx.planning.validate import validate_plan
+from agx.runtime.engine import CancelToken, ChatRequest, Engine, EngineError
+from agx.training.metrics import Summary, gold_of, parse_plan_output, plan_graph, score_sample, summarize
+from agx.training.records import DatasetError, read_jsonl, resolve_catalogue
+
+MAX_ERRORS_KEPT = 5
+
+
+@dataclass
+class EvalOptions:
+    limit: int | None = None
+    max_tokens: int = 768
+    max_tasks: int = 10
+    max_deps: int = 4
+    seed: int = 0
+
+
+def load_plan_records(path: str | Path, limit: int | None = None) -> list[dict[str, Any]]:
+    """The first `limit` records of a plan dataset, checked to have a request and a gold graph."""
+    path = Path(path)
+    records = []
+    for i, record in enumerate(read_jsonl(path), 1):
+        if not isinstance(record.get("request"), str) or not (record.get("plan") or record.get("gold")):
+            raise DatasetError(f"{path}: record {i} is not a plan record (needs 'request' and 'plan' or 'gold'); "
+                               "build one with `agx data delta`")
+        records.append(record)
+        if limit is not None and len(records) >= limit:
+            break
+    if not records:
+        raise DatasetError(f"{path}: no records")
+    return records
+
+
+def prompt_messages(record: dict[str, Any], catalogue: ToolCatalogue) -> list[dict[str, str]]:
+    """The training prompt (messages without the gold answer), or a fresh one if absent."""
+    messages = record.get("messages")
+    if isinstance(messages, list) and messages and messages[-1].get("role") == "assistant":
+        return [dict(m) for m in messages[:-1]]
+    return build_plan_messages(record["request"], catalogue)
+
+
+def evaluate_record(
+    record: dict[str, Any], engine: Engine, catalogue: ToolCatalogue, options: EvalOptions,
+    cancel: CancelToken | None = None,
+) -> dict[str, Any]:
+    """Plan one record's request and score it; an engine error scores as an empty prediction."""
+    schema = plan_json_schema(catalogue, max_tasks=options.max_tasks, max_deps=options.max_deps)
+    request = ChatRequest(
+        messages=prompt_messages(record, catalogue), json_schema=schema, temperature=0.0,
+        max_tokens=options.max_tokens, seed=options.seed,
+    )
+    t0 = time.perf_counter()
+    error = None
+    text, finish, completion_tokens = "", "error", 0
+    try:
+        stream = engine.chat(request, cancel)
+        text = stream.read()
+        finish, completion_tokens = stream.stats.finish_reason, stream.stats.completion_tokens
+    except EngineError as exc:
+        error = str(exc)
+    plan = parse_plan_output(text)
+    report = validate_plan(plan, catalogue) if plan is not None else None
+    gold_nodes, gold_edges = gold_of(record)
+    score = score_sample(plan, bool(report and report.ok), gold_nodes, gold_edges)
+    nodes, edges = plan_graph(plan)
+    return {
+        "id": record.get("id"),
+        "request": record["request"],
+        "output": text,
+        "finish_reason": finish,
+        "completion_tokens": completion_tokens,
+        "seconds": round(time.perf_counter() - t0, 3),
+        "engine_error": error,
+        "parseable": score.parseable,
+        "valid": score.valid,
+        "errors": (report.errors[:MAX_ERRORS_KEPT] if report else ["output is not a JSON plan"]),
+        "node_f1": round(score.node_f1, 4),
+        "edge_f1": None if score.edge_f1 is None else round(score.edge_f1, 4),
+        "pred_nodes": nodes,
+        "gold_nodes": gold_nodes,
+        "pred_edges": [list(e) for e in edges],
+        "gold_edges": [list(e) for e in gold_edges],
+        "_score": score,
+    }
+
+
+def evaluate_records(
+    records: list[dict[str, Any]], engine: Engine, dataset_dir: Path, options: EvalOptions | None = None,
+    on_result: Callable[[int, dict[str, Any]], None] | None = None, cancel: CancelToken | None = None,
+) -> tuple[Summary, list[dict[str, Any]]]:
+    """Score every record; `on_result(index, result)` is called as each one finishes."""
+    options = options or EvalOptions()
+    cache: dict[str, ToolCatalogue] = {}
+    results, scores = [], []
+    t0 = time.perf_counter()
+    tokens = 0
+    for i, record in enumerate(records):
+        if cancel is not None and cancel.cancelled:
+            break
+        catalogue = resolve_catalogue(record.get("catalogue"), dataset_dir, cache)
+        result = evaluate_record(record, engine, catalogue, options, cancel)
+        scores.append(result.pop("_score"))
+        tokens += result["completion_tokens"]
+        results.append(result)
+        if on_result is not None:
+            on_result(i, result)
+    summary = summarize(scores)
+    wall = time.perf_counter() - t0
+    summary.extra = {"seconds": round(wall, 1), "completion_tokens": tokens,
+                     "engine_errors": sum(1 for r in results if r["engine_error"])}
+    return summary, results
+
+
+def iter_table_rows(rows: list[tuple[str, Summary]]) -> Iterator[str]:
+    """A fixed-width table: one row per (label, summary)."""
+    head = f"{'model':<28} {'n':>4} {'parse%':>7} {'validDAG%':>9} {'nodeF1':>7} {'edgeF1':>7} {'(edge n)':>8}"
+    yield head
+    yield "-" * len(head)
+    for label, s in rows:
+        yield (f"{label[:28]:<28} {s.samples:>4} {s.parseable_pct:>7.1f} {s.valid_pct:>9.1f} "
+               f"{s.node_f1:>7.2f} {s.edge_f1:>7.2f} {s.edge_samples:>8}")

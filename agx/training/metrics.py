@@ -1,0 +1,146 @@
+"""Plan-quality metrics with TaskBench's definitions.
+
+- node F1: per sample, F1 between the *set* of tool names predicted and the gold set;
+  averaged over all samples.
+- edge F1: per sample, F1 between the sets of (source tool, target tool) pairs; averaged over
+  the samples whose gold graph has at least one edge (a single-tool request has no edges to
+  score; TaskBench reports link F1 for multi-tool graphs).
+- An unparseable output is an empty prediction (F1 0), never skipped — TaskBench's published
+  tables leave such outputs out, so they flatter weak models; these figures do not.
+
+Also reported: parseable rate (the output is a JSON object with a `tasks` list) and valid-DAG
+rate (it passes agx's validator: known tools, fitting arguments, declared deps, no cycles).
+Micro-averaged F1 (pooled counts over samples) is given alongside.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+
+def set_f1(pred: Iterable, gold: Iterable) -> float:
+    """F1 of two sets: 1.0 when both are empty, 0.0 when exactly one is."""
+    p, g = set(pred), set(gold)
+    if not p and not g:
+        return 1.0
+    hit = len(p & g)
+    if hit == 0:
+        return 0.0
+    precision, recall = hit / len(p), hit / len(g)
+    return 2 * precision * recall / (precision + recall)
+
+
+def parse_plan_output(text: str) -> dict[str, Any] | None:
+    """The model's output as a plan-shaped dict, or None if it is not one.
+
+    Tolerates text around the JSON object (an unconstrained model may add prose or a code
+    fence) by decoding from the first '{'."""
+    if not isinstance(text, str):
+        return None
+    start = text.find("{")
+    if start < 0:
+        return None
+    try:
+        data, _ = json.JSONDecoder().raw_decode(text[start:])
+    except json.JSONDecodeError:
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("tasks"), list):
+        return None
+    return data
+
+
+def plan_graph(plan: dict[str, Any] | None) -> tuple[list[str], list[tuple[str, str]]]:
+    """Tool names and (dep tool, task tool) pairs of a plan dict; lenient about broken tasks."""
+    if not plan:
+        return [], []
+    tasks = [t for t in plan.get("tasks") or [] if isinstance(t, dict)]
+    tool_of = {t.get("id"): t.get("tool") for t in tasks if isinstance(t.get("id"), str) and isinstance(t.get("tool"), str)}
+    nodes = [t["tool"] for t in tasks if isinstance(t.get("tool"), str)]
+    edges: list[tuple[str, str]] = []
+    for t in tasks:
+        target = t.get("tool")
+        deps = t.get("deps") if isinstance(t.get("deps"), list) else []
+        for dep in deps:
+            source = tool_of.get(dep) if isinstance(dep, str) else None
+            if source is not None and isinstance(target, str):
+                edges.append((source, target))
+    return nodes, edges
+
+
+def gold_of(record: dict[str, Any]) -> tuple[list[str], list[tuple[str, str]]]:
+    """A record's gold graph: TaskBench's own (`gold`) when present, else its plan's."""
+    gold = record.get("gold")
+    if isinstance(gold, dict):
+        return list(gold.get("nodes") or []), [tuple(e) for e in gold.get("links") or []]
+    return plan_graph(record.get("plan"))
+
+
+@dataclass
+class SampleScore:
+    parseable: bool
+    valid: bool
+    node_f1: float
+    edge_f1: float | None  # None: the gold graph has no edges
+    node_counts: tuple[int, int, int] = (0, 0, 0)  # hits, predicted, gold (set sizes)
+    edge_counts: tuple[int, int, int] = (0, 0, 0)
+
+
+def score_sample(plan: dict[str, Any] | None, valid: bool, gold_nodes: list[str], gold_edges: list[tuple[str, str]]) -> SampleScore:
+    nodes, edges = plan_graph(plan)
+    pn, gn = set(nodes), set(gold_nodes)
+    pe, ge = set(edges), set(map(tuple, gold_edges))
+    return SampleScore(
+        parseable=plan is not None,
+        valid=valid,
+        node_f1=set_f1(pn, gn),
+        edge_f1=set_f1(pe, ge) if ge else None,
+        node_counts=(len(pn & gn), len(pn), len(gn)),
+        edge_counts=(len(pe & ge), len(pe), len(ge)) if ge else (0, 0, 0),
+    )
+
+
+def _micro(counts: list[tuple[int, int, int]]) -> float:
+    hit = sum(c[0] for c in counts)
+    pred = sum(c[1] for c in counts)
+    gold = sum(c[2] for c in counts)
+    if hit == 0:
+        return 0.0
+    p, r = hit / pred, hit / gold
+    return 2 * p * r / (p + r)
+
+
+@dataclass
+class Summary:
+    """Aggregate figures over samples; rates and F1 as percentages (0-100)."""
+
+    samples: int = 0
+    parseable_pct: float = 0.0
+    valid_pct: float = 0.0
+    node_f1: float = 0.0
+    edge_f1: float = 0.0
+    edge_samples: int = 0
+    node_f1_micro: float = 0.0
+    edge_f1_micro: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: (round(v, 2) if isinstance(v, float) else v) for k, v in self.__dict__.items()}
+
+
+def summarize(scores: list[SampleScore]) -> Summary:
+    n = len(scores)
+    if n == 0:
+        return Summary()
+    edge_scores = [s for s in scores if s.edge_f1 is not None]
+    return Summary(
+        samples=n,
+        parseable_pct=100.0 * sum(s.parseable for s in scores) / n,
+        valid_pct=100.0 * sum(s.valid for s in scores) / n,
+        node_f1=100.0 * sum(s.node_f1 for s in scores) / n,
+        edge_f1=100.0 * sum(s.edge_f1 for s in edge_scores) / len(edge_scores) if edge_scores else 0.0,
+        edge_samples=len(edge_scores),
+        node_f1_micro=100.0 * _micro([s.node_counts for s in scores]),
+        edge_f1_micro=100.0 * _micro([s.edge_counts for s in edge_scores]),
+    )
