@@ -31,11 +31,11 @@ def free_port() -> int:
 class LlamaServer:
     """One `python -m llama_cpp.server` process; `stop()` kills it (also used to kill it mid-stream)."""
 
-    def __init__(self, model_path: Path, log_dir: Path, api_key: str | None = None):
+    def __init__(self, model_path: Path, log_dir: Path, api_key: str | None = None, threads: int = 2):
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}/v1"
         cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(model_path), "--model_alias", MODEL_ALIAS,
-               "--host", "127.0.0.1", "--port", str(self.port), "--n_ctx", "2048", "--n_threads", "2"]
+               "--host", "127.0.0.1", "--port", str(self.port), "--n_ctx", "2048", "--n_threads", str(threads)]
         if api_key:
             cmd += ["--api_key", api_key]
         self.api_key = api_key

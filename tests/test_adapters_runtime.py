@@ -98,7 +98,7 @@ def next_token_logits(engine, tokens=PROMPT_TOKENS):
         return np.ctypeslib.as_array(ptr, shape=(llama.n_vocab(),)).copy()
 
 
-GREEDY = ChatRequest(messages=[{"role": "user", "content": "What is the capital of France?"}], max_tokens=12, temperature=0.0)
+GREEDY = ChatRequest(messages=[{"role": "user", "content": "What is the capital of France?"}], max_tokens=6, temperature=0.0)
 
 
 def test_adapter_from_config_loads_and_generates(tmp_path, adapters):

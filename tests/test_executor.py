@@ -273,3 +273,30 @@ def test_unknown_tool_fails_clearly(tmp_path):
     result = asyncio.run(run_plan(plan_of({"id": "i", "title": "img", "tool": "image_gen", "args": {}, "deps": []}), ex))
     assert result.statuses == {"i": Status.FAILED}
     assert "no runner for tool 'image_gen'" in ex.nodes["i"].error
+
+
+def test_sync_plan_replaces_streamed_tasks_with_the_repaired_plan(tmp_path):
+    """A repair round changes the plan: stale streamed tasks go, the final plan runs."""
+    (tmp_path / "a.txt").write_text("A\n")
+    (tmp_path / "b.txt").write_text("B\n")
+    ex, seen = make(tmp_path, policy=Policy(ApprovalMode.ALL))
+
+    async def scenario():
+        run = asyncio.ensure_future(ex.run())
+        await asyncio.sleep(0)
+        # Round 0 streamed these (t1 reads the wrong file; bad depends on itself).
+        ex.add_task(Task(id="t1", title="read", tool="read_files", args={"paths": ["a.txt"]}))
+        ex.add_task(Task(id="bad", title="loop", tool="shell", args={"command": "echo loop"}, deps=["bad"]))
+        await asyncio.sleep(0.3)
+        final = plan_of(
+            {"id": "t1", "title": "read", "tool": "read_files", "args": {"paths": ["b.txt"]}, "deps": []},
+            sh("t2", "echo got ${t1}", deps=["t1"]),
+        )
+        ex.sync_plan(final)
+        ex.close_plan()
+        return await run
+
+    result = asyncio.run(scenario())
+    assert result.ok
+    assert set(ex.nodes) == {"t1", "t2"}
+    assert ex.nodes["t2"].output.strip() == "got B"

@@ -206,7 +206,7 @@ def run(ctx: CliContext) -> int:
         committer=iso.committer(worktree), test_command=config.execution.test_command,
     )
     t0 = time.perf_counter()
-    printer = HeadlessPrinter(show_output=args.show_output, t0=t0)
+    printer = HeadlessPrinter(show_output=args.show_output, t0=t0, show_added=plan is None)
     executor.subscribe(printer)
     executor.subscribe(PlanRecorder(store, rec))
     log = _session_log(repo)
@@ -214,14 +214,14 @@ def run(ctx: CliContext) -> int:
     flags = {"signalled": False}  # set by the Ctrl-C / SIGTERM handler
     outcome = asyncio.run(_drive(ctx, executor, plan, request, catalogue, interactive, log, rec, store, flags))
     result, planned_errors = outcome
-    if planned_errors is not None:  # planning failed: nothing ran
-        rec.state = "failed"
+    if planned_errors is not None:  # planning failed or was interrupted: nothing ran
+        rec.state = "cancelled" if flags["signalled"] else "failed"
         rec.errors = planned_errors
         rec.finished_at = time.time()
         store.save(rec)
         iso.discard_plan(plan_id)
-        _log(log, "plan_outcome", plan_id=plan_id, state="failed", errors=planned_errors)
-        return EXIT_FAILURE
+        _log(log, "plan_outcome", plan_id=plan_id, state=rec.state, errors=planned_errors)
+        return EXIT_INTERRUPTED if flags["signalled"] else EXIT_FAILURE
 
     interrupted = result is None or any(n.status.value == "cancelled" for n in executor.nodes.values())
     ok = result is not None and result.ok

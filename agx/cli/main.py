@@ -18,6 +18,7 @@ COMMAND_MODULES = [
     "agx.cli.cmd_data",
     "agx.cli.cmd_eval",
     "agx.cli.cmd_run",
+    "agx.cli.cmd_plan",
 ]
 
 

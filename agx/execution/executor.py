@@ -132,6 +132,9 @@ class Executor:
         self._ready: list[str] = []  # FIFO: ids from _ready_head on wait for a free slot
         self._ready_head = 0
         self._queued: set[str] = set()  # ids in the live part of _ready
+        # Counters keep the "is the run over?" test O(1) per dispatch.
+        self._pending = 0  # nodes in PENDING
+        self._undecided = 0  # PENDING nodes with approved None
         self._running = 0
         self._closed = False
         self._paused = False
@@ -264,10 +267,14 @@ class Executor:
         node = Node(task=task, spec=spec)
         self.nodes[task.id] = node
         self._order.append(task.id)
-        self._emit(ev.TaskAdded(self.plan_id, task=task.model_dump()))
+        self._pending += 1
+        self._undecided += 1
+        self._emit(ev.TaskAdded(self.plan_id, task={"id": task.id, "title": task.title, "tool": task.tool,
+                                                   "args": task.args, "deps": list(task.deps)}))
         self._link(node)
         if self.policy.auto_approves(task, spec):
             node.approved = True
+            self._undecided -= 1
             self._emit(ev.Approved(self.plan_id, task_ids=(task.id,)))
         else:
             self._emit(ev.TaskApprovalNeeded(self.plan_id, task_ids=(task.id,)))
@@ -334,6 +341,9 @@ class Executor:
         self._ready = [i for i in self._order if self._is_ready(self.nodes[i]) and self.nodes[i].aio_task is None]
         self._queued = set(self._ready)
         self._ready_head = 0
+        pending = [n for n in self.nodes.values() if n.status is Status.PENDING]
+        self._pending = len(pending)
+        self._undecided = sum(1 for n in pending if n.approved is None)
 
     def _close(self) -> None:
         if self._closed:
@@ -351,6 +361,7 @@ class Executor:
             n = self.nodes[i]
             if n.approved is None and n.status is Status.PENDING:
                 n.approved = True
+                self._undecided -= 1
                 newly.append(i)
         if newly:
             self._emit(ev.Approved(self.plan_id, task_ids=tuple(newly)))
@@ -363,8 +374,8 @@ class Executor:
         for i in chosen:
             n = self.nodes[i]
             if n.status is Status.PENDING:
-                n.approved = False
                 self._skip(n, "not approved")
+                n.approved = False
         self._pump()
 
     def _set_paused(self, paused: bool) -> None:
@@ -379,7 +390,7 @@ class Executor:
             n.cancel_requested = True
             n.aio_task.cancel()
             return
-        n.status = Status.CANCELLED
+        self._set_status(n, Status.CANCELLED)
         self._emit(ev.TaskCancelled(self.plan_id, task_id=task_id))
         self._skip_dependents(n, f"dependency {task_id} cancelled")
         self._pump()
@@ -389,7 +400,7 @@ class Executor:
         for i in list(self._order):
             n = self.nodes[i]
             if n.status is Status.PENDING:
-                n.status = Status.CANCELLED
+                self._set_status(n, Status.CANCELLED)
                 self._emit(ev.TaskCancelled(self.plan_id, task_id=i))
         for n in self.nodes.values():
             if n.status is Status.RUNNING and n.aio_task is not None:
@@ -404,6 +415,14 @@ class Executor:
             and n.unmet == 0
             and (self._closed or n.risk is Risk.READ)
         )
+
+    def _set_status(self, n: Node, status: Status) -> None:
+        """Every status change goes through here (keeps the pending counters right)."""
+        if n.status is Status.PENDING and status is not Status.PENDING:
+            self._pending -= 1
+            if n.approved is None:
+                self._undecided -= 1
+        n.status = status
 
     def _maybe_ready(self, n: Node) -> None:
         if self._is_ready(n) and n.aio_task is None and n.task.id not in self._queued:
@@ -428,7 +447,7 @@ class Executor:
         self._check_done()
 
     def _start(self, n: Node) -> None:
-        n.status = Status.RUNNING
+        self._set_status(n, Status.RUNNING)
         n.started = time.perf_counter()
         n.started_at = time.time()
         self._running += 1
@@ -438,25 +457,28 @@ class Executor:
     def _check_done(self) -> None:
         if self._done is None or self._done.is_set() or not self._closed or self._running:
             return
-        if self._paused and self._ready_head < len(self._ready):
+        if self._ready_head < len(self._ready):
+            return  # paused with work queued (or about to dispatch)
+        if self._pending == 0:
+            self._done.set()
             return
-        pending = [self.nodes[i] for i in self._order if self.nodes[i].status is Status.PENDING]
-        if any(n.approved is None for n in pending):
+        if self._undecided:
             return  # someone still has to decide
-        if any(self._is_ready(n) for n in pending):
-            return
         # Whatever is left can never become ready: a dependency that never arrived, or a cycle.
-        for n in pending:
+        for n in [self.nodes[i] for i in self._order if self.nodes[i].status is Status.PENDING]:
+            if self._is_ready(n):
+                return
+        for n in [self.nodes[i] for i in self._order if self.nodes[i].status is Status.PENDING]:
             missing = [d for d in n.task.deps if d not in self.nodes]
             reason = f"unknown dependency {missing[0]}" if missing else "dependency cycle"
-            n.status = Status.SKIPPED
+            self._set_status(n, Status.SKIPPED)
             self._emit(ev.TaskSkipped(self.plan_id, task_id=n.task.id, reason=reason))
         self._done.set()
 
     def _skip(self, n: Node, reason: str) -> None:
         if n.status is not Status.PENDING:
             return
-        n.status = Status.SKIPPED
+        self._set_status(n, Status.SKIPPED)
         n.error = reason
         self._emit(ev.TaskSkipped(self.plan_id, task_id=n.task.id, reason=reason))
         self._skip_dependents(n, f"dependency {n.task.id} {'not approved' if reason == 'not approved' else 'skipped'}")
@@ -469,7 +491,7 @@ class Executor:
             c = self.nodes.get(cid)
             if c is None or c.status is not Status.PENDING:
                 continue
-            c.status = Status.SKIPPED
+            self._set_status(c, Status.SKIPPED)
             c.error = why
             self._emit(ev.TaskSkipped(self.plan_id, task_id=cid, reason=why))
             stack.extend((g, f"dependency {cid} skipped") for g in c.dependents)
@@ -478,7 +500,7 @@ class Executor:
         if self.nodes.get(n.task.id) is not n:
             return  # superseded by sync_plan
         n.finished = time.perf_counter()
-        n.status = status
+        self._set_status(n, status)
         self._running -= 1
         tid = n.task.id
         if status is Status.SUCCEEDED:
@@ -500,6 +522,7 @@ class Executor:
         # Trailing newlines dropped, as the shell's $(...) does: outputs usually end with one,
         # and it rarely belongs inside the argument that quotes them.
         outputs = {d: self.nodes[d].output.rstrip("\n") for d in n.task.deps if d in self.nodes}
+        args = substitute_placeholders(n.task.args, outputs) if outputs else n.task.args
         tid = n.task.id
 
         def emit(text: str, stream: str) -> None:
@@ -514,13 +537,14 @@ class Executor:
             task_id=tid,
             title=n.task.title,
             tool=n.task.tool,
-            args=substitute_placeholders(n.task.args, outputs),
+            args=args,
             workdir=self.workdir,
             output=OutputBuffer(self.output_cap_bytes),
             emit=emit,
             engine=self.engine,
             test_command=self.test_command,
             register_pgid=register_pgid,
+            track_changes=self.committer is not None,
         )
 
     def _paths_owned_by_running_writers(self, exclude_id: str) -> set[str]:
@@ -540,7 +564,8 @@ class Executor:
             runner = self.runners.get(n.task.tool)
             if runner is None:
                 raise TaskError(f"agx has no runner for tool {n.task.tool!r} (plan-only catalogue tool)")
-            result: RunnerResult = await asyncio.wait_for(runner(ctx), self.task_timeout_s)
+            async with asyncio.timeout(self.task_timeout_s):  # no extra task, unlike wait_for
+                result: RunnerResult = await runner(ctx)
             n.output = result.output
             if self.committer is not None and (n.risk is not Risk.READ or result.commit_message):
                 message = result.commit_message or n.task.title

@@ -61,9 +61,11 @@ def format_plan(plan: Plan, catalogue: ToolCatalogue, errors: list[str] | None =
 class HeadlessPrinter:
     """Prints one line per task transition; with `show_output`, the tasks' output too."""
 
-    def __init__(self, out: TextIO | None = None, *, show_output: bool = False, t0: float | None = None):
+    def __init__(self, out: TextIO | None = None, *, show_output: bool = False, t0: float | None = None,
+                 show_added: bool = False):
         self.out = out or sys.stdout
         self.show_output = show_output
+        self.show_added = show_added  # print tasks as they stream in from the planner
         self.t0 = t0 if t0 is not None else time.perf_counter()
         self.titles: dict[str, str] = {}
         self._partial: dict[str, str] = {}
@@ -79,6 +81,10 @@ class HeadlessPrinter:
     def __call__(self, event: ev.PlanEvent) -> None:
         if isinstance(event, ev.TaskAdded):
             self.titles[event.task.get("id", "?")] = event.task.get("title", "")
+            if self.show_added:
+                deps = event.task.get("deps") or []
+                self._line(f"planned {event.task.get('id', '?')}  {event.task.get('tool', '?')}: "
+                           f"{event.task.get('title', '')}" + (f"  <- {', '.join(deps)}" if deps else ""))
         elif isinstance(event, ev.TaskStarted):
             self._line(f"start   {event.task_id}  {self.titles.get(event.task_id, '')}")
         elif isinstance(event, ev.TaskOutput):
@@ -123,6 +129,6 @@ def format_summary(nodes, wall_s: float) -> str:
     lines = ["Summary:"]
     for r in rows:
         lines.append(f"  {r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:>{widths[2]}}  {r[3]}")
-    speedup = f" ({total / wall_s:.1f}x from parallelism)" if wall_s > 0 and total > 0 else ""
+    speedup = f" ({total / wall_s:.1f}x from parallelism)" if wall_s > 0 and total / wall_s >= 1.1 else ""
     lines.append(f"  wall time {wall_s:.2f}s, sum of task times {total:.2f}s{speedup}")
     return "\n".join(lines)

@@ -71,6 +71,8 @@ class TaskContext:
     engine: Any = None  # agx.runtime.engine.Engine for ask_model
     test_command: str | None = None
     register_pgid: Callable[[int | None], None] = lambda pgid: None
+    # True when changes get committed: commands then note which files they changed.
+    track_changes: bool = False
 
     def write(self, text: str, stream: str = "stdout") -> None:
         kept = self.output.add(text)
@@ -81,8 +83,8 @@ class TaskContext:
 @dataclass
 class RunnerResult:
     output: str
-    # Paths (relative to workdir) this task changed; None = unknown (a command ran), in which
-    # case the committer looks at everything the worktree shows as changed.
+    # Paths (relative to workdir) this task changed; None = unknown, in which case the
+    # committer takes everything the worktree shows as changed (git_commit does that).
     changed_paths: list[str] | None = field(default_factory=list)
     commit_message: str | None = None  # git_commit: the user's message
 
@@ -104,83 +106,143 @@ def kill_process_group(pgid: int, sig: int = signal.SIGKILL) -> bool:
         return False
 
 
+class _ExitAwareProtocol(asyncio.subprocess.SubprocessStreamProtocol):
+    """asyncio's stream protocol plus a future set when the process itself exits.
+
+    `Process.wait()` also waits for the pipes to close, which a background grandchild can
+    hold open for as long as it lives; we need the moment the shell exits."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop):
+        super().__init__(limit=2**16, loop=loop)
+        self.exited: asyncio.Future = loop.create_future()
+
+    def process_exited(self) -> None:
+        super().process_exited()
+        if not self.exited.done():
+            self.exited.set_result(None)
+
+
+async def _wait_exit(protocol: _ExitAwareProtocol, timeout: float) -> None:
+    try:
+        await asyncio.wait_for(asyncio.shield(protocol.exited), timeout)
+    except (asyncio.TimeoutError, asyncio.CancelledError):
+        pass
+
+
 async def run_command(ctx: TaskContext, command: str) -> int:
     """Run `command` with /bin/sh in ctx.workdir, streaming output into ctx; returns the exit code.
 
     On cancellation (cancel or timeout) the process group gets SIGTERM, then SIGKILL after a
-    short grace, and we wait for the shell to be reaped before re-raising.
+    short grace, and we wait for the shell to be reaped before re-raising. When the shell
+    exits normally, whatever it left running in the background is killed too.
     """
+    loop = asyncio.get_running_loop()
     env = dict(os.environ)
     env.setdefault("GIT_TERMINAL_PROMPT", "0")  # a command must never wait on a password prompt
-    spawn = asyncio.ensure_future(asyncio.create_subprocess_shell(
+    spawn = asyncio.ensure_future(loop.subprocess_shell(
+        lambda: _ExitAwareProtocol(loop),
         command,
         cwd=str(ctx.workdir),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        start_new_session=True,  # own session and process group: pgid == proc.pid
+        start_new_session=True,  # own session and process group: pgid == pid
         env=env,
     ))
     try:
-        proc = await asyncio.shield(spawn)
+        transport, protocol = await asyncio.shield(spawn)
     except asyncio.CancelledError:
         # Cancelled while the process was being set up: it may already run (and have
         # started children). Let the spawn finish so we know its group, then kill it.
         try:
-            proc = await asyncio.wait_for(spawn, 5.0)
+            transport, protocol = await asyncio.wait_for(spawn, 5.0)
         except Exception:
             raise asyncio.CancelledError() from None
-        kill_process_group(proc.pid)
-        try:
-            await asyncio.wait_for(proc.wait(), 5.0)
-        except Exception:
-            pass
+        kill_process_group(transport.get_pid())
+        await _wait_exit(protocol, 5.0)
+        transport.close()
         raise
-    pgid = proc.pid
+    pgid = transport.get_pid()
     ctx.register_pgid(pgid)
 
-    async def pump(reader: asyncio.StreamReader, stream: str) -> None:
-        while True:
+    async def pump(reader: asyncio.StreamReader | None, stream: str) -> None:
+        while reader is not None:
             chunk = await reader.read(65536)
             if not chunk:
                 return
             ctx.write(chunk.decode("utf-8", "replace"), stream)
 
-    pumps = [asyncio.ensure_future(pump(proc.stdout, "stdout")), asyncio.ensure_future(pump(proc.stderr, "stderr"))]
+    pumps = [asyncio.ensure_future(pump(protocol.stdout, "stdout")),
+             asyncio.ensure_future(pump(protocol.stderr, "stderr"))]
     try:
-        code = await proc.wait()
+        await asyncio.shield(protocol.exited)
+        code = transport.get_returncode()
         # Children left in the background keep the pipes open; the task is over, so the
         # group goes (no process survives its task), then the pipes reach EOF.
         kill_process_group(pgid)
         await asyncio.wait(pumps, timeout=2.0)
-        return code
+        return code if code is not None else -1
     except asyncio.CancelledError:
         kill_process_group(pgid, signal.SIGTERM)
-        try:
-            await asyncio.wait_for(asyncio.shield(proc.wait()), KILL_GRACE_S)
-        except (asyncio.TimeoutError, asyncio.CancelledError):
-            pass
+        await _wait_exit(protocol, KILL_GRACE_S)
         kill_process_group(pgid, signal.SIGKILL)
-        try:
-            await asyncio.wait_for(asyncio.shield(proc.wait()), 5.0)
-        except (asyncio.TimeoutError, asyncio.CancelledError):
-            pass
+        await _wait_exit(protocol, 5.0)
         raise
     finally:
         for p in pumps:
             p.cancel()
+        transport.close()
         ctx.register_pgid(None)
+
+
+def dirty_state(workdir: Path) -> dict[str, tuple[int, int] | None] | None:
+    """Changed-but-uncommitted paths with a stat signature (None: deleted); None outside git."""
+    out = subprocess.run(["git", "--no-optional-locks", "status", "--porcelain", "-z", "--untracked-files=all", "--no-renames"],
+                         cwd=workdir, capture_output=True)
+    if out.returncode != 0:
+        return None
+    state: dict[str, tuple[int, int] | None] = {}
+    for entry in out.stdout.decode("utf-8", "surrogateescape").split("\0"):
+        if len(entry) < 4:
+            continue
+        path = entry[3:]
+        try:
+            st = os.lstat(workdir / path)
+            state[path] = (st.st_mtime_ns, st.st_size)
+        except OSError:
+            state[path] = None
+    return state
+
+
+def changed_between(before: dict | None, after: dict | None) -> list[str] | None:
+    """Paths whose uncommitted state differs between two `dirty_state`s (None: unknown)."""
+    if before is None or after is None:
+        return None
+    return sorted(p for p in set(before) | set(after) if before.get(p, "clean") != after.get(p, "clean"))
+
+
+async def run_command_tracked(ctx: TaskContext, command: str) -> tuple[int, list[str] | None]:
+    """run_command, plus which files the command changed (when ctx.track_changes).
+
+    The working tree's dirty files are read just before the command starts and just after
+    it exits; what changed in between is this task's. Files changed by another command
+    running at the same moment cannot be told apart (they land in whichever task's commit
+    comes first) — a limit of sharing one worktree."""
+    before = await asyncio.to_thread(dirty_state, ctx.workdir) if ctx.track_changes else None
+    code = await run_command(ctx, command)
+    after = await asyncio.to_thread(dirty_state, ctx.workdir) if ctx.track_changes else None
+    return code, changed_between(before, after)
 
 
 async def run_shell(ctx: TaskContext) -> RunnerResult:
     command = ctx.args.get("command")
     if not isinstance(command, str) or not command.strip():
         raise TaskError("shell: empty command")
-    code = await run_command(ctx, command)
+    code, changed = await run_command_tracked(ctx, command)
     if code != 0:
         tail = ctx.output.text[-400:].strip()
         raise TaskError(f"exit code {code}" + (f": {tail}" if tail else ""))
-    return RunnerResult(ctx.output.text, changed_paths=None)
+    return RunnerResult(ctx.output.text, changed_paths=changed)
 
 
 def _safe(ctx: TaskContext, rel: str, for_write: bool = False) -> Path:
@@ -392,10 +454,10 @@ async def run_tests(ctx: TaskContext) -> RunnerResult:
     if not command:
         raise TaskError("run_tests: no test command found; set execution.test_command in agx.toml")
     ctx.write(f"$ {command}\n")
-    code = await run_command(ctx, command)
+    code, changed = await run_command_tracked(ctx, command)
     if code != 0:
         raise TaskError(f"tests failed (exit code {code})")
-    return RunnerResult(ctx.output.text, changed_paths=None)
+    return RunnerResult(ctx.output.text, changed_paths=changed)
 
 
 async def run_git_commit(ctx: TaskContext) -> RunnerResult:

@@ -3,8 +3,8 @@
     planner = Planner(pool.engine("delta"), builtin_catalogue(), repo_dir=repo)
     result = planner.plan("add a test for greet", on_event=print)
 
-Round 0 generates under a grammar built from the plan's JSON schema (so the output always
-parses unless max_tokens cuts it) and feeds a streaming parser: `TaskAdded` is emitted for each
+Round 0 generates under a grammar (in-process: `plan_gbnf`; remote: the plan's JSON schema),
+so the output always parses unless max_tokens cuts it, and feeds a streaming parser: `TaskAdded` is emitted for each
 task as soon as its JSON object closes. If validation fails, Delta gets the exact errors back
 for up to `repair_rounds` more generations. Repair rounds do not stream `TaskAdded` (their
 tasks replace round 0's); the final `Planned` event is authoritative either way.
@@ -24,7 +24,7 @@ from typing import Any, Callable
 from agx.execution.events import PlanEvent, Planned, PlanningStarted, TaskAdded
 from agx.planning.plan import Plan
 from agx.planning.prompt import build_plan_messages, repair_messages, repo_context
-from agx.planning.schema_grammar import plan_json_schema
+from agx.planning.schema_grammar import plan_gbnf, plan_json_schema
 from agx.planning.stream_parser import PlanStreamParser, parse_plan_text
 from agx.planning.tools import ToolCatalogue
 from agx.planning.validate import ValidationReport, validate_plan
@@ -91,6 +91,13 @@ class PlanResult:
 EventCallback = Callable[[PlanEvent], None]
 
 
+def _is_in_process(engine: Engine) -> bool:
+    try:
+        return engine.info().backend == "llama_cpp"
+    except Exception:  # an engine that cannot describe itself gets the portable schema
+        return False
+
+
 class Planner:
     def __init__(
         self,
@@ -108,6 +115,9 @@ class Planner:
         self.repair_rounds = max(0, repair_rounds)
         self.max_tasks = max_tasks
         self.schema = plan_json_schema(catalogue, max_tasks=max_tasks, max_deps=max_deps)
+        # In-process llama.cpp gets the stricter grammar (ids t1..tN, deps only backwards);
+        # remote servers only understand a JSON schema.
+        self.grammar = plan_gbnf(catalogue, max_tasks=max_tasks) if _is_in_process(engine) else None
         self.max_tokens = max_tokens
 
     def messages_for(self, request: str) -> list[dict[str, str]]:
@@ -161,7 +171,10 @@ class Planner:
         t0: float,
         cancel: CancelToken | None,
     ) -> str | None:
-        request = ChatRequest(messages=messages, json_schema=self.schema, max_tokens=self.max_tokens)
+        if self.grammar is not None:
+            request = ChatRequest(messages=messages, grammar=self.grammar, max_tokens=self.max_tokens)
+        else:
+            request = ChatRequest(messages=messages, json_schema=self.schema, max_tokens=self.max_tokens)
         parser = PlanStreamParser()
         try:
             stream = self.engine.chat(request, cancel)

@@ -141,32 +141,39 @@ def _truncate_lines(lines: list[str], limit: int, what: str) -> list[str]:
     return lines[:limit] + [f"... and {len(lines) - limit} more {what}"]
 
 
-def _file_tree(files: list[str]) -> list[str]:
-    """One line per directory ("dir/: a.py, b.py"), at most MAX_TREE_FILES files in all."""
-    shown = files[:MAX_TREE_FILES]
+def _file_tree(files: list[str], budget: int) -> list[str]:
+    """One line per directory ("dir/: a.py, b.py"): at most MAX_TREE_FILES files and about
+    `budget` characters, then a count of the files left out."""
     by_dir: dict[str, list[str]] = {}
-    for f in shown:
+    used = shown = 0
+    for f in files[:MAX_TREE_FILES]:
         parent, _, name = f.rpartition("/")
+        cost = len(name) + 2 + (0 if parent in by_dir else len(parent) + 4)
+        if used + cost > budget:
+            break
         by_dir.setdefault(parent, []).append(name)
+        used += cost
+        shown += 1
     lines = [f"{d + '/' if d else './'}: {', '.join(names)}" for d, names in by_dir.items()]
-    if len(files) > len(shown):
-        lines.append(f"... and {len(files) - len(shown)} more files")
+    if len(files) > shown:
+        lines.append(f"... and {len(files) - shown} more files")
     return lines
 
 
 def repo_context(repo_dir: str | Path) -> str:
     """A compact view of a repository for the prompt: files, git status, head of the README.
 
-    Bounded (MAX_CONTEXT_CHARS) whatever the repository's size; '' outside a git repository."""
+    Bounded (MAX_CONTEXT_CHARS: half files, a quarter each status and README) whatever the
+    repository's size; '' outside a git repository."""
     repo = Path(repo_dir)
     files_out = _git(repo, "ls-files", "--cached", "--others", "--exclude-standard")
     if files_out is None:
         return ""
     files = sorted(set(f for f in files_out.splitlines() if f))
-    parts = ["Files:", *_file_tree(files)]
+    parts = ["\n".join(["Files:", *_file_tree(files, MAX_CONTEXT_CHARS // 2 - 40)])]
     status = [line for line in (_git(repo, "status", "--short") or "").splitlines() if line.strip()]
-    parts.append("Git status:" if status else "Git status: clean")
-    parts.extend(_truncate_lines(status, MAX_STATUS_LINES, "changes"))
+    status_lines = ["Git status:" if status else "Git status: clean", *_truncate_lines(status, MAX_STATUS_LINES, "changes")]
+    parts.append(_clip("\n".join(status_lines), MAX_CONTEXT_CHARS // 4))
     readme = next((repo / name for name in ("README.md", "README.rst", "README.txt", "README") if (repo / name).is_file()), None)
     if readme is not None:
         try:
@@ -174,10 +181,14 @@ def repo_context(repo_dir: str | Path) -> str:
         except OSError:
             head = []
         if head:
-            parts.append(f"{readme.name} (head):")
-            parts.extend(head)
-    text = "\n".join(parts)
-    if len(text) > MAX_CONTEXT_CHARS:
-        text = text[: MAX_CONTEXT_CHARS - 15].rstrip() + "\n... (truncated)"
-    return text
+            parts.append(_clip("\n".join([f"{readme.name} (head):", *head]), MAX_CONTEXT_CHARS // 4 - 2))
+    return "\n".join(parts)
+
+
+def _clip(text: str, limit: int) -> str:
+    """`text` cut to at most `limit` characters, saying so when it was cut."""
+    if len(text) <= limit:
+        return text
+    marker = "\n... (truncated)"
+    return text[: limit - len(marker)].rstrip() + marker
 

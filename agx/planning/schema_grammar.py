@@ -1,17 +1,23 @@
-"""The JSON schema Delta's output is constrained by (turned into a llama.cpp grammar).
+"""What Delta's output is constrained by: a plan JSON schema, and a stricter llama.cpp grammar.
 
-The schema is stricter than validation on purpose: it only has to describe *some* valid plans,
-and every bound it sets keeps a small model from looping. Measured: without array bounds
+Both are stricter than validation on purpose: they only have to describe *some* valid plans,
+and every bound they set keeps a small model from looping. Measured: without array bounds
 SmolLM2-135M repeats one tool name until max_tokens and nothing parses.
 
 Shape and emission order (the grammar fixes property order to the order listed here):
 
-    {"goal": str, "tasks": [{"id", "title", "tool", "deps", "args"}, ...]}
+    {"goal": str, "tasks": [{"id", "title", "deps", "tool", "args"}, ...]}
 
-`deps` comes *before* `args`: a `${ID}` placeholder inside args may only name a declared
-dependency, so letting the model write its deps first conditions the args on them.
-`tool` and `args` are tied: each task is an `anyOf` over one variant per tool
-({"tool": {"const": name}, "args": that tool's schema}), so args always fit the chosen tool.
+`deps` comes *before* `tool` and `args`: a `${ID}` placeholder inside args may only name a
+declared dependency, so the model writes its deps first and its args are conditioned on them;
+and `tool`+`args` stay adjacent, so the tool/args pairing is one rule per tool.
+
+- `plan_json_schema` (any backend; remote servers get it as structured output): each task is
+  an `anyOf` with one variant per tool ({"tool": {"const": name}, "args": its schema}), so args
+  always fit the chosen tool.
+- `plan_gbnf` (in-process llama.cpp): the same, plus what a JSON schema cannot say: task k has
+  id "tk" and may only depend on t1..t(k-1). Ids are then unique and the graph is acyclic by
+  construction; validation still runs (placeholders, hand-written plans, remote backends).
 
 llama.cpp's converter (llama_cpp.llama_grammar) supports `pattern` only anchored (^...$) and
 ignores maxLength when a pattern is present, so ids are bounded by the pattern's `{0,N}`.
@@ -28,7 +34,7 @@ from agx.planning.tools import ToolCatalogue
 # Grammar-side id pattern: a subset of plan.TASK_ID_PATTERN (which validation enforces).
 # Shorter than validation allows: short ids are all a plan needs and cost fewer tokens.
 GRAMMAR_TASK_ID_PATTERN = r"^[A-Za-z][A-Za-z0-9_-]{0,15}$"
-TASK_FIELD_ORDER = ("id", "title", "tool", "deps", "args")
+TASK_FIELD_ORDER = ("id", "title", "deps", "tool", "args")
 PLAN_FIELD_ORDER = ("goal", "tasks")
 
 GOAL_MAX_CHARS = 200
@@ -78,13 +84,17 @@ def _bound_in_place(node: dict[str, Any], max_string: int, max_items: int) -> No
                 _bound_in_place(child, max_string, max_items)
 
 
+_TITLE_SCHEMA = {"type": "string", "minLength": 1, "maxLength": TITLE_MAX_CHARS}
+_GOAL_SCHEMA = {"type": "string", "minLength": 1, "maxLength": GOAL_MAX_CHARS}
+
+
 def _task_variant(name: str, args_schema: dict[str, Any], max_deps: int, max_arg_chars: int) -> dict[str, Any]:
     id_schema = {"type": "string", "pattern": GRAMMAR_TASK_ID_PATTERN}
     properties = {
         "id": id_schema,
-        "title": {"type": "string", "minLength": 1, "maxLength": TITLE_MAX_CHARS},
-        "tool": {"const": name},
+        "title": _TITLE_SCHEMA,
         "deps": {"type": "array", "items": id_schema, "maxItems": max_deps},
+        "tool": {"const": name},
         "args": bounded_schema(args_schema or {"type": "object"}, max_string=max_arg_chars),
     }
     return {
@@ -106,7 +116,7 @@ def plan_json_schema(
     return {
         "type": "object",
         "properties": {
-            "goal": {"type": "string", "minLength": 1, "maxLength": GOAL_MAX_CHARS},
+            "goal": _GOAL_SCHEMA,
             "tasks": {"type": "array", "items": task_schema, "minItems": 1, "maxItems": max_tasks},
         },
         "required": list(PLAN_FIELD_ORDER),
@@ -136,3 +146,66 @@ def build_grammar(schema: dict[str, Any]):
     from llama_cpp import LlamaGrammar
 
     return LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False)
+
+
+# -- the in-process grammar -----------------------------------------------------------------
+def _literal(text: str) -> str:
+    """A GBNF string literal matching `text` exactly."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\r", "\\r") + '"'
+
+
+def _key(name: str) -> str:
+    return f'{_literal(json.dumps(name))} space ":" space'
+
+
+def _deps_rules(k: int) -> list[str]:
+    """Rules for task k's deps: a strictly increasing list of ids among t1..t(k-1).
+
+    Increasing order makes duplicates impossible and bounds the list by k-1 without a count."""
+    if k == 1:
+        return ['plan-deps-1 ::= "[" space "]" space']
+    rules = []
+    for j in range(k - 1, 0, -1):  # plan-deps-k-from-j: a list starting at tj
+        rest = " | ".join(f"plan-deps-{k}-from-{i}" for i in range(j + 1, k))
+        tail = f' ("," space ({rest}))?' if rest else ""
+        rules.append(f"plan-deps-{k}-from-{j} ::= {_literal(json.dumps(f't{j}'))}{tail}")
+    starts = " | ".join(f"plan-deps-{k}-from-{j}" for j in range(1, k))
+    rules.append(f'plan-deps-{k} ::= "[" space ({starts})? "]" space')
+    return rules
+
+
+def plan_gbnf(
+    catalogue: ToolCatalogue, max_tasks: int = 10, max_deps: int = 4, max_arg_chars: int = ARG_STRING_MAX_CHARS
+) -> str:
+    """A llama.cpp GBNF grammar for plans: ids t1..tN in order, deps only to earlier tasks
+    (strictly increasing, so at most k-1 of them; `max_deps` applies to the JSON schema only)."""
+    from llama_cpp.llama_grammar import SchemaConverter
+
+    if len(catalogue) == 0:
+        raise ValueError("the tool catalogue is empty: nothing to plan with")
+    conv = SchemaConverter(prop_order={}, allow_fetch=False, dotall=False, raw_pattern=False)
+    goal = conv.visit(_GOAL_SCHEMA, "goal")
+    title = conv.visit(_TITLE_SCHEMA, "title")
+    rules = []
+    variants = []
+    for i, spec in enumerate(catalogue):
+        schema = conv.resolve_refs(bounded_schema(spec.args_schema or {"type": "object"}, max_string=max_arg_chars), f"tool{i}")
+        args = conv.visit(schema, f"args{i}")
+        variants.append(f"plan-tool-{i}")
+        rules.append(f'plan-tool-{i} ::= {_key("tool")} {_literal(json.dumps(spec.name))} "," space {_key("args")} {args}')
+    rules.append(f"plan-tool ::= {' | '.join(variants)}")
+    for k in range(1, max_tasks + 1):
+        rules.extend(_deps_rules(k))
+        rules.append(
+            f'plan-task-{k} ::= "{{" space {_key("id")} {_literal(json.dumps(f"t{k}"))} "," space '
+            f'{_key("title")} {title} "," space {_key("deps")} plan-deps-{k} "," space plan-tool "}}" space'
+        )
+    tasks = "plan-task-1"
+    for k in range(max_tasks, 1, -1):
+        tasks_tail = f'("," space plan-task-{k}' + (" " + tasks_tail if k < max_tasks else "") + ")?"
+    if max_tasks > 1:
+        tasks = f"plan-task-1 {tasks_tail}"
+    rules.append(
+        f'root ::= "{{" space {_key("goal")} {goal} "," space {_key("tasks")} "[" space {tasks} "]" space "}}" space'
+    )
+    return conv.format_grammar() + "\n" + "\n".join(rules) + "\n"

@@ -370,8 +370,11 @@ class OpenAIEngine(Engine):
             try:
                 yield from self._stream_attempts(path, body, ollama, cancel, stats, t0)
             except _HTTPStatus as exc:
-                # llama-cpp-python's server answers a response_format it cannot parse with 500.
-                if wants_schema and (exc.status in (400, 422) or "response_format" in exc.message):
+                # Only a complaint about the schema moves on to the other form (a 400 can also mean
+                # e.g. a prompt too long). llama-cpp-python answers a response_format it cannot
+                # parse with 500.
+                about_schema = any(w in exc.message.lower() for w in ("schema", "response_format", "grammar"))
+                if wants_schema and about_schema and exc.status in (400, 422, 500):
                     rejections.append(exc.message)
                     continue  # try the other response_format form
                 raise self._request_error(exc, path) from None

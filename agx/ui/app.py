@@ -279,8 +279,17 @@ class AgxApp(App[int]):
                 self.post_message(EngineLoaded(role, False, error=str(exc)))
 
     def _engine(self, role: str):
+        if self.pool is None:
+            raise EngineError("no models in this session")
         with self._pool_lock:
             return self.pool.engine(role)
+
+    def _engine_or_none(self, role: str):
+        """As `agx run`: without the engine, ask_model tasks fail with a clear error."""
+        try:
+            return self._engine(role)
+        except EngineError:
+            return None
 
     def _set_role_info(self, role: str, info) -> None:
         status = self.query_one(StatusBar)
@@ -351,6 +360,12 @@ class AgxApp(App[int]):
             conv.history = list(getattr(self, "_restored_history", {}).get(role, []))
             self._conversations[role] = conv
         return self._conversations[role]
+
+    def history_for(self, role: str) -> list[dict[str, str]]:
+        """The conversation history `role` will be sent (restored turns included)."""
+        if role in self._conversations:
+            return self._conversations[role].history
+        return list(getattr(self, "_restored_history", {}).get(role, []))
 
     def send_chat(self, text: str, role: str = "echo") -> int:
         """Stream `role`'s answer to `text` into a new answer block; returns its stream id."""
@@ -503,8 +518,6 @@ class AgxApp(App[int]):
             self.refresh_bindings()
         if isinstance(event, (ev.TaskFinished, ev.RunFinished)):
             self.refresh_git()
-        if isinstance(event, ev.RunFinished):
-            self._run_finished(view)
 
     def on_planning_ended(self, msg: PlanningEnded) -> None:
         if msg.error or msg.result is None:
@@ -781,9 +794,10 @@ class AgxApp(App[int]):
         from agx.ui import runs
 
         try:
-            delta = await asyncio.to_thread(self._engine, "delta")
+            # ask_model tasks talk to Echo, as in `agx run`.
+            echo = await asyncio.to_thread(self._engine_or_none, "echo")
             run = await asyncio.to_thread(runs.prepare_run, self.repo, self.config, self.catalogue, view.plan_id,
-                                          view.request, plan, delta)
+                                          view.request, plan, echo)
         except Exception as exc:  # GitError, EngineError: the user's to see, not a crash
             view.phase = pv.REVIEW
             self.chat.add_notice(f"Could not start the plan: {exc}", "error")
@@ -792,7 +806,9 @@ class AgxApp(App[int]):
         self._run = run
         run.executor.subscribe(self._on_executor_event)
         self._diff_mode = "auto"
-        await runs.execute(run, plan, approved, denied)
+        result = await runs.execute(run, plan, approved, denied)
+        view.phase, view.ok, view.wall_s = pv.FINISHED, result.ok, result.wall_s
+        self._run_finished(view)
 
     def _on_executor_event(self, event: ev.PlanEvent) -> None:
         """Executor subscriber (the app's loop thread): output to the coalescer, the rest as
@@ -808,13 +824,20 @@ class AgxApp(App[int]):
 
     def _run_finished(self, view: pv.PlanView) -> None:
         self.flush_text()
+        if self.session_log is not None and self._run is not None:
+            rec = self._run.record
+            self.session_log.append("plan_outcome", plan_id=view.plan_id, state=rec.state, wall_s=rec.wall_s,
+                                    task_s=rec.task_s, tasks=rec.tasks)
         counts = view.counts()
         summary = ", ".join(f"{n} {pv_word(s)}" for s, n in counts.items())
         verdict = "finished" if view.ok else "finished with problems"
         self.chat.add_notice(
             f"Plan {view.plan_id} {verdict} in {view.wall_s or 0:.1f}s ({summary}). "
             "y applies it to your branch · v shows the diff · n discards it.", "plan" if view.ok else "error")
+        if view is self.plan:
+            self.plan_pane.refresh_tasks()
         self.refresh_bindings()
+        self.refresh_git()
 
     def action_cancel_task(self) -> None:
         if not self._plan_action_ok(pv.RUNNING_PHASE) or self._run is None:
@@ -991,7 +1014,7 @@ class AgxApp(App[int]):
                 f"Plan {self.plan.plan_id} is running. Cancel it and quit? (Its branch agx/{self.plan.plan_id} "
                 "stays for inspection.)", yes="Cancel and quit", no="Keep running"), done)
             return
-        await self._shutdown()
+        await self._stop_background()
         self.exit(0)
 
     async def _cancel_and_exit(self) -> None:
@@ -1004,10 +1027,10 @@ class AgxApp(App[int]):
                 await asyncio.wait_for(self._run_worker.wait(), timeout=15)
             except Exception:
                 pass
-        await self._shutdown()
+        await self._stop_background()
         self.exit(130)
 
-    async def _shutdown(self) -> None:
+    async def _stop_background(self) -> None:
         for token in (self._chat_cancel, self._plan_cancel):
             if token is not None:
                 token.cancel()

@@ -25,6 +25,13 @@ def _git(repo: Path, *args: str, timeout: float = 10) -> str:
     return out.stdout
 
 
+def _git_maybe(repo: Path, *args: str) -> str:
+    try:
+        return _git(repo, *args).strip()
+    except RuntimeError:
+        return ""
+
+
 def snapshot(repo: Path | None, diff_args: tuple[str, ...] | None = None, diff_title: str = "",
              cwd: Path | None = None) -> GitSnapshot:
     """Branch, short status and a diff (`git <diff_args>`; the working tree's diff when None).
@@ -33,7 +40,7 @@ def snapshot(repo: Path | None, diff_args: tuple[str, ...] | None = None, diff_t
     if repo is None:
         return GitSnapshot(error="not a git repository — chat only")
     try:
-        branch = _git(repo, "rev-parse", "--abbrev-ref", "HEAD").strip()
+        branch = _git_maybe(repo, "symbolic-ref", "-q", "--short", "HEAD") or "(detached)"
         try:
             head = _git(repo, "rev-parse", "HEAD").strip()
         except RuntimeError:

@@ -63,12 +63,12 @@ def prepare_run(repo: Path, config: AgxConfig, catalogue: ToolCatalogue, plan_id
     Blocking: call from a thread."""
     git = GitIsolation(repo)
     store = PlanStore(repo)
-    snap = git.snapshot(f"agx snapshot for plan {plan_id}")
+    snap = git.snapshot(f"agx snapshot before plan {plan_id}")
     worktree = git.create_worktree(plan_id, snap)
     rec = PlanRecord(
         plan_id=plan_id, goal=plan.goal, request=request, plan=plan.model_dump(), state="running",
         pid=os.getpid(), base_commit=snap.commit, head_at_start=snap.head, user_branch=snap.branch,
-        branch=git.branch_name(plan_id), worktree=str(worktree),
+        branch=git.branch_name(plan_id), worktree=str(worktree.relative_to(git.repo)),
     )
     store.save(rec)
     ex = config.execution
@@ -114,6 +114,8 @@ def apply(repo: Path, plan_id: str) -> PlanRecord:
     rec = store.load(plan_id)
     if not rec.base_commit:
         raise GitError(f"plan {plan_id} never ran: nothing to apply")
+    if rec.state == "applied":
+        raise GitError(f"plan {plan_id} is already applied (u undoes it)")
     applied = GitIsolation(repo).apply_plan(plan_id, rec.base_commit, rec.goal)
     rec.applied, rec.state = applied, "applied"
     store.save(rec)
@@ -133,9 +135,14 @@ def undo(repo: Path, plan_id: str) -> PlanRecord:
 
 
 def discard(repo: Path, plan_id: str) -> list[str]:
-    """`agx discard`: remove the plan's worktree and branch."""
+    """`agx discard`: remove the plan's worktree and branch (an applied plan stays applied)."""
+    store = PlanStore(repo)
+    rec = store.load(plan_id)
     removed = GitIsolation(repo).discard_plan(plan_id)
-    set_state(repo, plan_id, "discarded")
+    if rec.state != "applied":
+        rec.state = "discarded"
+    rec.worktree = None
+    store.save(rec)
     return removed
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 
 from rich.text import Text
+from textual.binding import Binding
 from textual.message import Message
 from textual.widgets import Tree
 from textual.widgets.tree import TreeNode
@@ -43,6 +44,10 @@ PHASE_WORDS = {
 class PlanPane(Tree):
     """A Tree whose leaves carry task ids in `node.data`."""
 
+    # Tree binds space to expand/collapse; here it approves/skips the task (same binding id
+    # as the app's, so [ui.keymap] toggle_task remaps both).
+    BINDINGS = [Binding("space", "app.toggle_task", "Approve/skip task", id="toggle_task", show=False)]
+
     class TaskSelected(Message):
         def __init__(self, task_id: str | None) -> None:
             super().__init__()
@@ -53,7 +58,7 @@ class PlanPane(Tree):
         self.show_root = True
         self.guide_depth = 3
         self.view: pv.PlanView | None = None
-        self._nodes: dict[str, TreeNode] = {}
+        self._task_nodes: dict[str, TreeNode] = {}
         self._frame = 0
         self._ticker = None
 
@@ -66,7 +71,7 @@ class PlanPane(Tree):
         selected = self.selected_task_id()
         self.view = view
         self.clear()
-        self._nodes = {}
+        self._task_nodes = {}
         if view is None:
             self.root.set_label("No plan — type /plan <what to change>")
             return
@@ -75,12 +80,13 @@ class PlanPane(Tree):
             branch = self.root.add(Text(f"level {i + 1}", style="dim"), expand=True)
             for tid in level:
                 if tid in view.tasks:
-                    self._nodes[tid] = branch.add_leaf(self._label(view.tasks[tid]), data=tid)
+                    self._task_nodes[tid] = branch.add_leaf(self._label(view.tasks[tid]), data=tid)
         self.root.expand()
-        if selected in self._nodes:
-            self.move_cursor(self._nodes[selected])
-        elif self._nodes and view.phase != pv.PLANNING:
-            self.move_cursor(next(iter(self._nodes.values())))
+        # Tree lines are laid out on the next refresh; move the cursor after it.
+        if selected in self._task_nodes:
+            self.call_after_refresh(self.move_cursor, self._task_nodes[selected])
+        elif self._task_nodes and view.phase != pv.PLANNING:
+            self.call_after_refresh(self.move_cursor, next(iter(self._task_nodes.values())))
         self._sync_ticker()
 
     def refresh_tasks(self, task_ids: set[str] | None = None) -> None:
@@ -88,8 +94,8 @@ class PlanPane(Tree):
         if self.view is None:
             return
         self.root.set_label(self._root_label())
-        for tid in (task_ids if task_ids is not None else list(self._nodes)):
-            node = self._nodes.get(tid)
+        for tid in (task_ids if task_ids is not None else list(self._task_nodes)):
+            node = self._task_nodes.get(tid)
             tv = self.view.tasks.get(tid)
             if node is not None and tv is not None:
                 node.set_label(self._label(tv))
@@ -159,9 +165,9 @@ class PlanPane(Tree):
         return node.data if node is not None and isinstance(node.data, str) else None
 
     def select_task(self, task_id: str) -> None:
-        node = self._nodes.get(task_id)
+        node = self._task_nodes.get(task_id)
         if node is not None:
-            self.move_cursor(node)
+            self.call_after_refresh(self.move_cursor, node)
 
     def on_tree_node_highlighted(self, event: Tree.NodeHighlighted) -> None:
         event.stop()

@@ -1,6 +1,6 @@
 """The task pane: the selected task's tool, arguments, dependencies, status and live output.
 
-Output goes to Textual's `Log`, a line-API ScrollView that renders only the visible lines, so a
+Output goes to `OutputLog`, a line-API ScrollView that renders only the visible lines, so a
 task printing 100,000 lines stays fluid. Every task's output is kept (up to the executor's own
 cap) so that moving the selection re-fills the log from memory.
 """
@@ -12,9 +12,10 @@ import json
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
-from textual.widgets import Log, Static
+from textual.widgets import Static
 
 from agx.ui import plan_view as pv
+from agx.ui.widgets.output_log import OutputLog
 from agx.ui.widgets.plan import STATUS_WORDS
 
 MAX_LOG_LINES = 200_000
@@ -28,11 +29,11 @@ class TaskPane(Vertical):
 
     def compose(self) -> ComposeResult:
         yield Static("No task selected.", id="task-header")
-        yield Log(max_lines=MAX_LOG_LINES, id="task-log", auto_scroll=True)
+        yield OutputLog(max_lines=MAX_LOG_LINES, id="task-log")
 
     @property
-    def log_widget(self) -> Log:
-        return self.query_one("#task-log", Log)
+    def log_widget(self) -> OutputLog:
+        return self.query_one("#task-log", OutputLog)
 
     def show_task(self, tv: pv.TaskView | None) -> None:
         """Describe `tv` and fill the log with its output so far."""

