@@ -48,7 +48,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--epochs", type=float, default=1.0)
     p.add_argument("--max-steps", type=int, default=-1, help="optimizer steps; overrides --epochs when > 0")
     p.add_argument("--lr", type=float, default=2e-4)
-    p.add_argument("--warmup-ratio", type=float, default=0.03)
+    p.add_argument("--warmup-ratio", type=float, default=0.03, help="warmup: a fraction of the steps (< 1) or a step count (>= 1)")
+    p.add_argument("--lr-scheduler", default="cosine",
+                   help="cosine, linear, constant_with_warmup, ... (with --time-budget-min, a constant schedule "
+                   "does not depend on how many steps the budget allows)")
     p.add_argument("--batch-size", type=int, default=1, help="per device")
     p.add_argument("--grad-accum", type=int, default=8)
     p.add_argument("--max-seq-len", type=int, default=2048, help="longer conversations are dropped, not truncated")
@@ -238,8 +241,9 @@ def main(argv: list[str] | None = None) -> int:
         learning_rate=args.lr,
         num_train_epochs=args.epochs,
         max_steps=args.max_steps,
-        warmup_steps=args.warmup_ratio,  # transformers 5: a value below 1 is a fraction of the steps
-        lr_scheduler_type="cosine",
+        # transformers 5: warmup_steps below 1 is a fraction of the steps, else a step count.
+        warmup_steps=args.warmup_ratio if args.warmup_ratio < 1 else int(args.warmup_ratio),
+        lr_scheduler_type=args.lr_scheduler,
         logging_steps=1,
         save_strategy="no",
         eval_strategy="steps" if (eval_rows and args.eval_steps) else "no",
@@ -272,6 +276,10 @@ def main(argv: list[str] | None = None) -> int:
     if eval_rows:
         eval_loss = trainer.evaluate().get("eval_loss")
     trainer.model.save_pretrained(str(out))  # adapter_config.json + adapter_model.safetensors
+    try:
+        (out / "checkpoints").rmdir()  # created by Trainer, empty with save_strategy="no"
+    except OSError:
+        pass
     tokens_seen = int(trainer.state.num_input_tokens_seen or 0)
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     metrics = {

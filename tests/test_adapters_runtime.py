@@ -146,12 +146,19 @@ def test_roles_sharing_one_base_keep_their_own_adapter(tmp_path, adapters):
     try:
         echo, delta = pool.engine("echo"), pool.engine("delta")
         assert echo.model is delta.model  # one load
-        with_adapter = delta.complete(GREEDY)[0]
+        short = ChatRequest(messages=GREEDY.messages, max_tokens=2, temperature=0.0)
+        delta.complete(short)
+        with_adapter = next_token_logits(delta)
         echo.set_adapter(None)
-        bare = echo.complete(GREEDY)[0]
-        assert bare != with_adapter
-        assert delta.complete(GREEDY)[0] == with_adapter  # delta's adapter re-applied for its turn
-        assert echo.complete(GREEDY)[0] == bare
+        echo.complete(short)
+        assert echo.model.active_adapter == (None, 1.0)
+        bare = next_token_logits(echo)
+        assert np.abs(bare - with_adapter).max() > 0.1
+        delta.complete(short)  # delta's adapter is re-applied for its turn, on the same base
+        assert delta.model.active_adapter == (str(a), 1.0)
+        np.testing.assert_allclose(next_token_logits(delta), with_adapter, atol=1e-4)
+        echo.complete(short)
+        np.testing.assert_allclose(next_token_logits(echo), bare, atol=1e-4)
     finally:
         pool.close()
 

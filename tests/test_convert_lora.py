@@ -240,8 +240,6 @@ def test_cli_convert_reports_and_exits_2_on_bad_input(tmp_path, llama_base, caps
 
 
 def test_dequantize_keeps_metadata_and_values(tmp_path, capsys):
-    from agx.training.dequantize import dequantize_gguf
-
     rng = np.random.default_rng(0)
     weight = rng.standard_normal((8, 64)).astype(np.float32)
     w = gguf.GGUFWriter(tmp_path / "q.gguf", "llama")

@@ -45,9 +45,10 @@ def assert_consistent(result: PlanResult, events: list) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1500)  # ~20 s on an idle 2-core machine; generous for a loaded one
 @pytest.mark.parametrize("request_text", ["Explain what src/app.py does", "Add a docstring to greet and run the tests"])
 def test_real_model_plan_is_valid_or_cleanly_reported(pool, git_repo, request_text):
-    planner = Planner(pool.engine("delta"), CAT, repo_dir=git_repo, repair_rounds=1, max_tasks=4, max_tokens=400)
+    planner = Planner(pool.engine("delta"), CAT, repo_dir=git_repo, repair_rounds=1, max_tasks=3, max_tokens=256)
     events: list = []
     result = planner.plan(request_text, on_event=events.append)
     assert_consistent(result, events)
@@ -86,7 +87,7 @@ def test_plan_ids_are_branch_safe_and_distinct():
 
 
 # -- `agx plan` ---------------------------------------------------------------------------
-def agx(cwd: Path, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
+def agx(cwd: Path, *args: str, timeout: int = 1400) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AGX_")}
     return subprocess.run(
         [sys.executable, "-m", "agx", *SMALL, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env,
@@ -95,6 +96,7 @@ def agx(cwd: Path, *args: str, timeout: int = 900) -> subprocess.CompletedProces
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1500)
 def test_cli_plan_json_parses_exit_code_matches_and_is_logged(git_repo):
     proc = agx(git_repo, "plan", "--json", "--repair-rounds", "0", "--max-tasks", "3", "Explain what src/app.py does")
     assert proc.returncode in (0, 1), proc.stderr
@@ -111,6 +113,7 @@ def test_cli_plan_json_parses_exit_code_matches_and_is_logged(git_repo):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1500)
 def test_cli_plan_prints_levels_or_marked_errors(git_repo):
     proc = agx(git_repo, "plan", "--repair-rounds", "0", "--max-tasks", "3", "--no-log", "Run the tests")
     assert proc.returncode in (0, 1), proc.stderr

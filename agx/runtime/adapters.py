@@ -268,8 +268,14 @@ def install_adapter(
     folder = adapters_dir(config) / name
     if (folder / ADAPTER_FILE).exists() and not force:
         raise ConversionError(f"adapter {name!r} already exists at {folder} (use --force to replace it)")
+    created = not folder.exists()
     folder.mkdir(parents=True, exist_ok=True)
-    result = convert_peft_to_gguf(peft_dir, base_gguf, folder / ADAPTER_FILE, outtype, name=name)
+    try:
+        result = convert_peft_to_gguf(peft_dir, base_gguf, folder / ADAPTER_FILE, outtype, name=name)
+    except ConversionError:
+        if created:  # leave no empty adapter folder behind for `list` to trip over
+            folder.rmdir()
+        raise
     base_info = read_gguf_info(base_gguf)
     peft_cfg = json.loads((Path(peft_dir) / "adapter_config.json").read_text())
     manifest = {

@@ -339,8 +339,11 @@ def convert_peft_to_gguf(
         writer.write_header_to_file()
         writer.write_kv_data_to_file()
         writer.write_tensors_to_file()
-    finally:
+    except OSError as exc:
         writer.close()
+        tmp.unlink(missing_ok=True)
+        raise ConversionError(f"cannot write {out_path}: {exc}") from None
+    writer.close()
 
     # Read it back through the same check agx runs before loading any adapter.
     from agx.runtime.adapters import check_adapter_against_base

@@ -139,11 +139,12 @@ def sample_to_plan(sample: dict[str, Any]) -> dict[str, Any]:
     # Keep the graph a DAG: drop any dependency that closes a cycle (upstream links sometimes do).
     graph = nx.DiGraph()
     graph.add_nodes_from(range(len(nodes)))
-    for t in range(len(nodes)):
-        for s in sorted(set(deps[t]), key=deps[t].index):
-            graph.add_edge(s, t)
-            if not nx.is_directed_acyclic_graph(graph):
-                graph.remove_edge(s, t)
+    # Forward edges (to a later node) first: upstream lists nodes in execution order.
+    candidates = [(s, t) for t in range(len(nodes)) for s in dict.fromkeys(deps[t])]
+    for s, t in sorted(candidates, key=lambda e: e[0] > e[1]):
+        graph.add_edge(s, t)
+        if not nx.is_directed_acyclic_graph(graph):
+            graph.remove_edge(s, t)
     titles = _titles(sample, tools)
     tasks = []
     for i in range(len(nodes)):

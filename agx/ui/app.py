@@ -150,17 +150,20 @@ class AgxApp(App[int]):
                                             load_started=time.monotonic())
         status.refresh_status()
         self.query_one("#input", Input).focus()
+        # Everything else starts after the first frame is on screen: importing llama.cpp in a
+        # loader thread holds the GIL for a while, and the first paint must not wait for it.
+        self.call_after_refresh(self._painted)
+
+    def _painted(self) -> None:
+        if self.first_paint_s is not None:
+            return
+        self.first_paint_s = time.perf_counter() - self._t_start
         if self.repo is None:
             self.push_screen(NoRepoScreen(str(self.cwd)), self._on_no_repo_choice)
         else:
             self._open_session()
         if self.load_models:
             self._load_models()
-        self.call_after_refresh(self._painted)
-
-    def _painted(self) -> None:
-        if self.first_paint_s is None:
-            self.first_paint_s = time.perf_counter() - self._t_start
 
     # -- start-up ---------------------------------------------------------------------------
     def _on_no_repo_choice(self, choice: str | None) -> None:

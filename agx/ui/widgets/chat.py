@@ -7,7 +7,7 @@ bottom, and stops following as soon as the user scrolls up, until they scroll ba
 from __future__ import annotations
 
 from textual.containers import VerticalScroll
-from textual.widgets import Markdown, Static
+from textual.widgets import Static
 
 
 class UserTurn(Static):
@@ -18,14 +18,28 @@ class Notice(Static):
     """A line from agx itself (routing decisions, errors, plan outcomes)."""
 
 
-class Answer(Markdown):
-    """One streamed answer; `append` adds text as it arrives (parsed incrementally)."""
+_answer_class = None
 
-    def __init__(self, role: str, text: str = "", **kwargs) -> None:
-        super().__init__(text, **kwargs)
-        self.role = role
-        self.border_title = role.capitalize()
-        self.received = len(text)
+
+def answer_class():
+    """The Markdown answer widget class, built on first use: importing Textual's Markdown
+    (markdown-it, syntax highlighting) costs a large share of start-up, so the first paint
+    does not wait for it."""
+    global _answer_class
+    if _answer_class is None:
+        from textual.widgets import Markdown
+
+        class Answer(Markdown):
+            """One streamed answer; `append` adds text as it arrives (parsed incrementally)."""
+
+            def __init__(self, role: str, text: str = "", **kwargs) -> None:
+                super().__init__(text, **kwargs)
+                self.role = role
+                self.border_title = role.capitalize()
+                self.received = len(text)
+
+        _answer_class = Answer
+    return _answer_class
 
 
 class ChatPane(VerticalScroll):
@@ -33,7 +47,7 @@ class ChatPane(VerticalScroll):
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
-        self._answers: dict[int, Answer] = {}
+        self._answers: dict = {}
         self.can_focus = True
 
     def on_mount(self) -> None:
@@ -49,8 +63,8 @@ class ChatPane(VerticalScroll):
         self.mount(notice)
         return notice
 
-    def start_answer(self, stream_id: int, role: str, text: str = "") -> Answer:
-        answer = Answer(role, text)
+    def start_answer(self, stream_id: int, role: str, text: str = ""):
+        answer = answer_class()(role, text)
         self._answers[stream_id] = answer
         self.mount(answer)
         return answer
@@ -61,7 +75,7 @@ class ChatPane(VerticalScroll):
             answer.received += len(text)
             answer.append(text)
 
-    def answer(self, stream_id: int) -> Answer | None:
+    def answer(self, stream_id: int):
         return self._answers.get(stream_id)
 
     def end_answer(self, stream_id: int, footer: str | None = None) -> None:

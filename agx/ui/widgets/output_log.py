@@ -63,8 +63,8 @@ class OutputLog(ScrollView, can_focus=True):
         if self.max_lines is not None and len(self._lines) > self.max_lines:
             del self._lines[: len(self._lines) - self.max_lines]
         self.virtual_size = Size(self._width, len(self._lines))
-        if follow:
-            self.scroll_to(y=self.max_scroll_y, animate=False, immediate=True)
+        if follow:  # set directly: scroll_to() defers until the new size is laid out
+            self.scroll_target_y = self.scroll_y = self.max_scroll_y
         self.refresh()
 
     def render_line(self, y: int) -> Strip:

@@ -46,7 +46,7 @@ class PlanPane(Tree):
 
     # Tree binds space to expand/collapse; here it approves/skips the task (same binding id
     # as the app's, so [ui.keymap] toggle_task remaps both).
-    BINDINGS = [Binding("space", "app.toggle_task", "Approve/skip task", id="toggle_task", show=False)]
+    BINDINGS = [Binding("space", "app.toggle_task", "Approve/skip", id="toggle_task")]
 
     class TaskSelected(Message):
         def __init__(self, task_id: str | None) -> None:

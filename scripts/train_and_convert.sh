@@ -1,0 +1,133 @@
+#!/usr/bin/env bash
+# The fine-tuning loop in one command (for a worker, or a laptop for a tiny run):
+#   build data -> train a LoRA (scripts/train.py) -> convert to a GGUF adapter -> evaluate ->
+#   install into adapters/<name>/ with manifest.json (base name + sha256, rank, alpha, targets,
+#   dataset sha256, eval metrics).
+#
+#   scripts/train_and_convert.sh --role delta --name agenix-delta-v1 \
+#       --base-gguf models/qwen2.5-coder-32b-instruct-q4_k_m.gguf --base-hf Qwen/Qwen2.5-Coder-32B-Instruct \
+#       --taskbench ../shared/data/taskbench/multimedia --epochs 2
+#   scripts/train_and_convert.sh --role echo --name agenix-echo-v1 --sessions ~/src/repo1 --sessions ~/src/repo2 \
+#       --base-gguf models/llama-3.1-8b-instruct-q4_k_m.gguf --base-hf meta-llama/Llama-3.1-8B-Instruct
+#   scripts/train_and_convert.sh --name tiny --max-steps 3 --count 40 --eval-limit 2   # CPU smoke run
+#
+# --base-gguf is what agx runs (the adapter is converted for it); --base-hf is what trains (the
+# same weights unquantized; default: the GGUF itself, dequantized by transformers). Extra
+# arguments after `--` go to scripts/train.py. With several GPUs it trains under
+# `accelerate launch` (NUM_GPUS overrides the count).
+set -euo pipefail
+
+ROLE=delta
+NAME=""
+BASE_GGUF="bundled:smollm2"
+BASE_HF=""
+OUT=""
+COUNT=600
+TEACHER=""
+DISTILL=50
+TASKBENCH=()
+SESSIONS=()
+EVAL_LIMIT=50
+TRAIN_ARGS=()
+usage() { sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-2}"; }
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --role) ROLE="$2"; shift 2 ;;
+    --name) NAME="$2"; shift 2 ;;
+    --base-gguf) BASE_GGUF="$2"; shift 2 ;;
+    --base-hf) BASE_HF="$2"; shift 2 ;;
+    --out) OUT="$2"; shift 2 ;;
+    --count) COUNT="$2"; shift 2 ;;
+    --teacher) TEACHER="$2"; shift 2 ;;
+    --distill) DISTILL="$2"; shift 2 ;;
+    --taskbench) TASKBENCH+=("$2"); shift 2 ;;
+    --sessions) SESSIONS+=("$2"); shift 2 ;;
+    --eval-limit) EVAL_LIMIT="$2"; shift 2 ;;
+    --epochs|--max-steps|--lr|--rank|--alpha|--targets|--batch-size|--grad-accum|--max-seq-len|--time-budget-min|--threads)
+      TRAIN_ARGS+=("$1" "$2"); shift 2 ;;
+    -h|--help) usage 0 ;;
+    --) shift; TRAIN_ARGS+=("$@"); break ;;
+    *) echo "train_and_convert.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
+  esac
+done
+[[ -n "$NAME" ]] || { echo "train_and_convert.sh: --name is required (e.g. agenix-delta-v1)" >&2; exit 2; }
+[[ "$ROLE" == delta || "$ROLE" == echo ]] || { echo "train_and_convert.sh: --role is delta or echo" >&2; exit 2; }
+HERE="$(cd "$(dirname "$0")" && pwd)"
+PY="${PYTHON:-python3}"
+AGX=("$PY" -m agx)
+OUT="${OUT:-runs/$NAME}"
+DATA="$OUT/data"
+PEFT="$OUT/peft"
+mkdir -p "$OUT"
+log() { printf '\n== %s\n' "$*" >&2; }
+
+# The GGUF base as a file path (bundled:/hf:// resolved by agx).
+GGUF_PATH="$("$PY" - "$BASE_GGUF" <<'PY'
+import sys
+from pathlib import Path
+from agx.config import load_config
+from agx.runtime.models import resolve_model
+spec = sys.argv[1]
+try:
+    r = resolve_model(spec, load_config(Path.cwd(), use_user_file=False).config, Path.cwd())
+except Exception as exc:
+    sys.exit(f"train_and_convert.sh: --base-gguf {spec}: {exc}")
+if r.path is None or not r.present:
+    sys.exit(f"train_and_convert.sh: base {spec} is not available locally (agx models pull?)")
+print(r.path)
+PY
+)"
+TRAIN_BASE="${BASE_HF:-$GGUF_PATH}"
+
+log "1/5 data ($ROLE)"
+if [[ "$ROLE" == delta ]]; then
+  DATA_ARGS=(data delta -o "$DATA" --count "$COUNT")
+  [[ -n "$TEACHER" ]] && DATA_ARGS+=(--teacher "$TEACHER" --distill "$DISTILL")
+  for tb in "${TASKBENCH[@]+"${TASKBENCH[@]}"}"; do DATA_ARGS+=(--taskbench "$tb"); done
+  "${AGX[@]}" "${DATA_ARGS[@]}"
+else
+  "${AGX[@]}" data echo -o "$DATA" "${SESSIONS[@]+"${SESSIONS[@]}"}"
+fi
+TRAIN_FILE="$DATA/$ROLE-train.jsonl"
+VAL_FILE="$DATA/$ROLE-validation.jsonl"
+EVAL_DATA=()
+[[ -s "$VAL_FILE" ]] && EVAL_DATA=(--eval-data "$VAL_FILE")
+
+log "2/5 train (base $TRAIN_BASE)"
+NGPU="${NUM_GPUS:-$("$PY" -c 'import torch; print(torch.cuda.device_count())' 2>/dev/null || echo 0)}"
+LAUNCH=("$PY")
+if [[ "$NGPU" -gt 1 ]]; then LAUNCH=(accelerate launch --num_processes "$NGPU"); fi
+"${LAUNCH[@]}" "$HERE/train.py" --base "$TRAIN_BASE" --data "$TRAIN_FILE" "${EVAL_DATA[@]+"${EVAL_DATA[@]}"}" \
+  --out "$PEFT" "${TRAIN_ARGS[@]+"${TRAIN_ARGS[@]}"}"
+
+log "3/5 convert to GGUF"
+"${AGX[@]}" adapters convert "$PEFT" --base "$GGUF_PATH" -o "$OUT/adapter.gguf"
+
+log "4/5 evaluate"
+METRICS="$OUT/eval-metrics.json"
+EVAL_SUMMARIES=()
+if [[ "$ROLE" == delta && "$EVAL_LIMIT" -gt 0 ]]; then
+  for set in "$VAL_FILE" "$DATA"/taskbench-*-validation.jsonl; do
+    [[ -s "$set" ]] || continue
+    res="$OUT/eval-$(basename "$set" .jsonl).jsonl"
+    "${AGX[@]}" --set "roles.delta.model=$GGUF_PATH" eval plans "$set" --adapter "$OUT/adapter.gguf" \
+      --limit "$EVAL_LIMIT" --out "$res" --quiet
+    EVAL_SUMMARIES+=("${res%.jsonl}.summary.json")
+  done
+fi
+"$PY" - "$METRICS" "$PEFT/metrics.json" "${EVAL_SUMMARIES[@]+"${EVAL_SUMMARIES[@]}"}" <<'PY'
+import json, sys
+out, train, *evals = sys.argv[1:]
+t = json.load(open(train))
+metrics = {"train": {k: t.get(k) for k in ("train_loss", "eval_loss", "eval_perplexity", "steps", "tokens_per_second", "stopped_by_time_budget")}}
+for path in evals:
+    s = json.load(open(path))
+    key = s["dataset"].rsplit("/", 1)[-1].removesuffix(".jsonl")
+    metrics[key] = {k: s[k] for k in ("samples", "parseable_pct", "valid_pct", "node_f1", "edge_f1")}
+json.dump(metrics, open(out, "w"), indent=2)
+print(json.dumps(metrics, indent=2))
+PY
+
+log "5/5 install adapters/$NAME"
+"${AGX[@]}" adapters install "$PEFT" --base "$GGUF_PATH" --name "$NAME" --dataset "$TRAIN_FILE" --metrics "$METRICS" --force
+echo "done: select it with --set roles.$ROLE.adapter=$NAME (or roles.$ROLE.adapter in agx.toml)"

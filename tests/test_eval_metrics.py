@@ -1,0 +1,64 @@
+"""TaskBench-style plan metrics: set F1, lenient parsing, unparseable outputs as empty predictions."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from agx.training.metrics import gold_of, parse_plan_output, plan_graph, score_sample, set_f1, summarize
+
+
+def _plan(*tasks):
+    return {"goal": "g", "tasks": [{"id": i, "title": i, "tool": tool, "deps": deps, "args": {}} for i, tool, deps in tasks]}
+
+
+def test_set_f1_definition():
+    assert set_f1({"a", "b"}, {"a", "b"}) == 1.0
+    assert set_f1({"a"}, {"a", "b"}) == pytest.approx(2 / 3)
+    assert set_f1({"c"}, {"a"}) == 0.0
+    assert set_f1(set(), {"a"}) == 0.0
+    assert set_f1(set(), set()) == 1.0
+    # Sets, as TaskBench scores: a repeated tool name counts once.
+    assert set_f1(["a", "a"], ["a"]) == 1.0
+
+
+def test_parse_plan_output_tolerates_prose_and_rejects_non_plans():
+    plan = _plan(("t1", "search", []))
+    assert parse_plan_output("Sure!\n```json\n" + json.dumps(plan) + "\n```") == plan
+    assert parse_plan_output('{"goal": "x", "tasks": [') is None  # truncated by max_tokens
+    assert parse_plan_output('{"goal": "x"}') is None  # no tasks list
+    assert parse_plan_output("no json here") is None
+
+
+def test_plan_graph_edges_are_tool_pairs_from_deps():
+    plan = _plan(("t1", "read_files", []), ("t2", "search", []), ("t3", "ask_model", ["t1", "t2", "ghost"]))
+    nodes, edges = plan_graph(plan)
+    assert nodes == ["read_files", "search", "ask_model"]
+    assert edges == [("read_files", "ask_model"), ("search", "ask_model")]  # unknown dep ignored
+
+
+def test_score_and_summary_count_unparseable_as_empty():
+    gold_nodes, gold_edges = ["A", "B"], [("A", "B")]
+    good = score_sample(_plan(("t1", "A", []), ("t2", "B", ["t1"])), True, gold_nodes, gold_edges)
+    half = score_sample(_plan(("t1", "A", [])), True, gold_nodes, gold_edges)
+    broken = score_sample(None, False, gold_nodes, gold_edges)
+    single = score_sample(_plan(("t1", "A", [])), True, ["A"], [])
+    assert (good.node_f1, good.edge_f1) == (1.0, 1.0)
+    assert half.node_f1 == pytest.approx(2 / 3) and half.edge_f1 == 0.0
+    assert (broken.parseable, broken.node_f1, broken.edge_f1) == (False, 0.0, 0.0)
+    assert single.edge_f1 is None  # no gold edges: not part of the edge average
+
+    s = summarize([good, half, broken, single])
+    assert s.samples == 4 and s.edge_samples == 3
+    assert s.parseable_pct == 75.0 and s.valid_pct == 75.0
+    assert s.node_f1 == pytest.approx(100 * (1 + 2 / 3 + 0 + 1) / 4)
+    assert s.edge_f1 == pytest.approx(100 / 3)
+    # micro: node hits 2+1+0+1=4, predicted 2+1+0+1=4, gold 2+2+2+1=7
+    assert s.node_f1_micro == pytest.approx(100 * 2 * (4 / 4) * (4 / 7) / (4 / 4 + 4 / 7))
+
+
+def test_gold_prefers_taskbench_graph_over_converted_plan():
+    record = {"plan": _plan(("t1", "A", [])), "gold": {"nodes": ["A", "B"], "links": [["A", "B"]]}}
+    assert gold_of(record) == (["A", "B"], [("A", "B")])
+    assert gold_of({"plan": _plan(("t1", "A", []), ("t2", "B", ["t1"]))}) == (["A", "B"], [("A", "B")])

@@ -1,0 +1,74 @@
+"""`agx` in a real terminal (tmux): what a person sees, typed keys, a clean exit."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+import pytest
+
+from ui_helpers import write_plan
+
+pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux (apt-get install -y tmux)")
+
+
+def _tmux(*args: str) -> str:
+    return subprocess.run(["tmux", *args], capture_output=True, text=True, check=True).stdout
+
+
+def _screen(session: str) -> str:
+    return _tmux("capture-pane", "-p", "-t", session)
+
+
+def _wait_screen(session: str, text: str, timeout: float) -> str:
+    deadline = time.monotonic() + timeout
+    screen = ""
+    while time.monotonic() < deadline:
+        screen = _screen(session)
+        if text in screen:
+            return screen
+        time.sleep(0.2)
+    raise AssertionError(f"{text!r} never appeared on screen; last screen:\n{screen}")
+
+
+def test_agx_in_a_real_terminal(git_repo, tmp_path):
+    session = f"agx-test-{os.getpid()}"
+    plan = write_plan(tmp_path)
+    status_file = tmp_path / "exit_status"
+    env = f"XDG_CONFIG_HOME={tmp_path / 'xdg'} TERM=xterm-256color"
+    # pytest exports COLUMNS/LINES, which Textual would obey over the real terminal size.
+    command = (f"env -u COLUMNS -u LINES {env} {sys.executable} -m agx --set roles.echo.n_ctx=1024 --set roles.delta.n_ctx=1024; "
+               f"echo $? > {status_file}; sleep 60")
+    _tmux("new-session", "-d", "-s", session, "-x", "150", "-y", "42", "-c", str(git_repo), command)
+    try:
+        # A detached session may keep the server's default size; fix it to 150x42.
+        subprocess.run(["tmux", "set-option", "-t", session, "window-size", "manual"], capture_output=True)
+        subprocess.run(["tmux", "resize-window", "-t", session, "-x", "150", "-y", "42"], capture_output=True)
+        screen = _wait_screen(session, "Message Echo", timeout=30)
+        assert "Echo" in screen.splitlines()[0] and "Delta" in screen.splitlines()[0]  # the status bar
+        assert "No plan" in screen and "main @" in screen  # plan pane, git pane on the repo's branch
+
+        _tmux("send-keys", "-t", session, "-l", f"/run-plan {plan}")
+        _tmux("send-keys", "-t", session, "Enter")
+        _wait_screen(session, "t3 shell", timeout=20)
+        screen = _wait_screen(session, "a Approve all", timeout=10)
+        assert "awaiting your approval" in screen and "t2 write_file" in screen
+
+        _tmux("send-keys", "-t", session, "a")
+        screen = _wait_screen(session, "finished in", timeout=60)
+        assert "✔ t3 shell" in screen
+
+        _tmux("send-keys", "-t", session, "?")
+        _wait_screen(session, "agx keys", timeout=10)
+        _tmux("send-keys", "-t", session, "Escape")
+        time.sleep(0.5)
+        _tmux("send-keys", "-t", session, "C-q")
+        deadline = time.monotonic() + 20
+        while not status_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert status_file.read_text().strip() == "0"
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
