@@ -163,6 +163,22 @@ def test_roles_sharing_one_base_keep_their_own_adapter(tmp_path, adapters):
         pool.close()
 
 
+def test_roles_with_different_adapters_share_one_base_load(tmp_path, adapters):
+    _, a, _ = adapters
+    pool = _pool(tmp_path, f"roles.echo.adapter={a}")  # delta: no adapter
+    try:
+        echo, delta = pool.engine("echo"), pool.engine("delta")
+        assert echo.model is delta.model and pool.shared_models() == 1
+        short = ChatRequest(messages=GREEDY.messages, max_tokens=2, temperature=0.0)
+        echo.complete(short)
+        assert echo.model.active_adapter == (str(a), 1.0)
+        delta.complete(short)
+        assert delta.model.active_adapter == (None, 1.0)
+        assert echo.info().adapter == "a.gguf" and delta.info().adapter is None
+    finally:
+        pool.close()
+
+
 def test_adapter_for_other_dims_or_arch_is_explained(tmp_path, adapters, tiny_model_path):
     _, a, _ = adapters
     small = write_foreign_adapter(tmp_path / "small.gguf")

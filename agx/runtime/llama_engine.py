@@ -316,6 +316,10 @@ class LlamaCppEngine(Engine):
 
     def _load(self) -> None:
         self.model.load()
+        if self.adapter_path:  # fail at load time, not at the first question, when it does not fit
+            from agx.runtime.adapters import check_adapter_against_base
+
+            check_adapter_against_base(Path(self.adapter_path), self.model.gguf)
 
     def _acquire(self, cancel: CancelToken) -> bool:
         # Poll so that a cancelled caller waiting behind another generation gives up promptly.

@@ -6,6 +6,7 @@ the same file and load settings share one `LlamaCppModel` (loaded once, one lock
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -52,11 +53,16 @@ class EnginePool:
 
             adapter = resolve_adapter(rc.adapter, self.config, self.repo_dir)
         settings = LoadSettings.from_role(rc, resolved.path, adapter)
-        model = self._models.get(settings)
+        # The adapter is not part of the load key: each engine applies its own adapter under the
+        # model lock before generating, so roles with different adapters still share one base.
+        base_key = dataclasses.replace(settings, adapter_path=None, adapter_scale=1.0)
+        model = self._models.get(base_key)
         if model is None:
-            model = self._models[settings] = LlamaCppModel(settings)
+            model = self._models[base_key] = LlamaCppModel(base_key)
         roles = tuple(r for r in ROLE_NAMES if r == role)
-        return LlamaCppEngine(roles, rc, model, is_tiny_default=resolved.is_bundled)
+        engine = LlamaCppEngine(roles, rc, model, is_tiny_default=resolved.is_bundled)
+        engine.adapter_path, engine.adapter_scale = settings.adapter_path, settings.adapter_scale
+        return engine
 
     def shared_models(self) -> int:
         return len(self._models)
