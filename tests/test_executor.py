@@ -35,12 +35,19 @@ def make(tmp_path: Path, **kw) -> tuple[Executor, list]:
     return ex, seen
 
 
-def gone(pid: int) -> bool:
-    """True when the process no longer runs (a zombie waiting for its reaper counts as gone)."""
-    try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
+def gone(pid: int, within_s: float = 3.0) -> bool:
+    """True when the process no longer runs (a zombie waiting for its reaper counts as gone).
+    A SIGKILLed process takes a moment to die on a loaded machine, so poll briefly."""
+    deadline = time.monotonic() + within_s
+    while True:
+        try:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                return True
+        except psutil.NoSuchProcess:
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
 
 
 def test_four_one_second_tasks_run_in_parallel(tmp_path):

@@ -256,6 +256,7 @@ async def test_outside_a_repo_offers_chat_or_git_init(tmp_path):
 async def test_resume_restores_conversation_and_plans(git_repo, tmp_path):
     app = AgxApp(_config(git_repo), None, git_repo, load_models=False)
     async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause(0.2)  # the session log opens right after the first frame
         app.session_log.append("chat", role="echo", model="m", adapter=None,
                                messages=[{"role": "system", "content": "s"}, {"role": "user", "content": "hello there"}],
                                response="General Kenobi.", error=None, stats={})

@@ -47,7 +47,8 @@ def test_agx_in_a_real_terminal(git_repo, tmp_path):
         # A detached session may keep the server's default size; fix it to 150x42.
         subprocess.run(["tmux", "set-option", "-t", session, "window-size", "manual"], capture_output=True)
         subprocess.run(["tmux", "resize-window", "-t", session, "-x", "150", "-y", "42"], capture_output=True)
-        screen = _wait_screen(session, "Message Echo", timeout=30)
+        _wait_screen(session, "Message Echo", timeout=30)
+        screen = _wait_screen(session, "main @", timeout=30)  # the git pane fills right after the first frame
         assert "Echo" in screen.splitlines()[0] and "Delta" in screen.splitlines()[0]  # the status bar
         assert "No plan" in screen and "main @" in screen  # plan pane, git pane on the repo's branch
 

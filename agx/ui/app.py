@@ -13,6 +13,7 @@ text goes through a FrameCoalescer drained at most `ui.max_fps` times a second.
 from __future__ import annotations
 
 import json
+import sys
 import threading
 import time
 from pathlib import Path
@@ -21,6 +22,7 @@ from typing import Any
 from textual import on, work
 from textual.app import App, ComposeResult
 from textual.containers import Horizontal, Vertical
+from textual.css.query import NoMatches
 from textual.widgets import Footer, Input
 
 from agx.config.schema import ROLE_NAMES, AgxConfig
@@ -135,6 +137,10 @@ class AgxApp(App[int]):
         return keys
 
     def on_mount(self) -> None:
+        # llama.cpp generation threads drop and retake the GIL around every ctypes call; with
+        # the default 5 ms switch interval each retake can wait behind a busy UI thread, which
+        # starves decoding while the screen is busy. A short interval hands the GIL back fast.
+        sys.setswitchinterval(0.0005)
         problems = check_keymap(self.config.ui.keymap)
         for line in problems:
             self.notify(line, severity="warning", timeout=10)
@@ -605,7 +611,10 @@ class AgxApp(App[int]):
     # -- selection --------------------------------------------------------------------------
     @on(PlanPane.TaskSelected)
     def _task_selected(self, _: PlanPane.TaskSelected) -> None:
-        self._show_selected_task()
+        try:
+            self._show_selected_task()
+        except NoMatches:  # a selection message that arrives while the app is shutting down
+            return
         if self._diff_mode == "task":
             self.refresh_git()
 
