@@ -316,10 +316,11 @@ class LlamaCppEngine(Engine):
 
     def _load(self) -> None:
         self.model.load()
-        if self.adapter_path:  # fail at load time, not at the first question, when it does not fit
-            from agx.runtime.adapters import check_adapter_against_base
-
-            check_adapter_against_base(Path(self.adapter_path), self.model.gguf)
+        if self.adapter_path:
+            # Activate it now (it is re-applied before each generation anyway), so a mismatch
+            # fails at load time rather than at the first question.
+            with self.model.lock:
+                self.model.apply_adapter(self.adapter_path, self.adapter_scale)
 
     def _acquire(self, cancel: CancelToken) -> bool:
         # Poll so that a cancelled caller waiting behind another generation gives up promptly.
