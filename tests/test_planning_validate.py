@@ -18,7 +18,8 @@ from agx.planning.schema_grammar import build_grammar, canonical_plan_json, plan
 from agx.planning.tools import load_catalogue_file
 from agx.planning.validate import validate_plan
 
-TASKBENCH = Path("/work/shared/data/taskbench/multimedia/tool_desc.json")
+# shared/ lies beside the checkout (as in CI's clone); the tool catalogue file also ships in it.
+TASKBENCH = Path(__file__).resolve().parents[2] / "shared" / "data" / "taskbench" / "multimedia" / "tool_desc.json"
 CAT = builtin_catalogue()
 
 
