@@ -327,17 +327,7 @@ class Executor:
         for n in self.nodes.values():
             n.dependents = []
         for i in self._order:
-            n = self.nodes[i]
-            n.unmet = 0
-            for dep in dict.fromkeys(n.task.deps):
-                d = self.nodes.get(dep)
-                if d is None:
-                    n.unmet += 1
-                    self._waiting_on.setdefault(dep, []).append(i)
-                else:
-                    d.dependents.append(i)
-                    if d.status is not Status.SUCCEEDED:
-                        n.unmet += 1
+            self._link(self.nodes[i])
         self._ready = [i for i in self._order if self._is_ready(self.nodes[i]) and self.nodes[i].aio_task is None]
         self._queued = set(self._ready)
         self._ready_head = 0
