@@ -98,4 +98,8 @@ if __name__ == "__main__":
     parser.add_argument("--presses", type=int, default=60)
     parser.add_argument("--max-tokens", type=int, default=400)
     asyncio.run(main(parser.parse_args()))
+    if not REPORT:
+        # Seen intermittently: the headless app run ends before the measurement completes,
+        # without an exception reaching us. Fail loudly rather than print nothing and exit 0.
+        sys.exit("bench_ui_latency: the app run ended before any figures were taken; run it again")
     print("\n".join(REPORT), flush=True)
