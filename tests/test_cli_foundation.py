@@ -7,7 +7,6 @@ import os
 import subprocess
 import sys
 
-import pytest
 
 
 def _agx(*args, cwd, input=None, env_extra=None):

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from pathlib import Path
 
 import psutil
-import pytest
 
 from agx.execution import events as ev
 from agx.execution.executor import Executor, Status, run_plan

@@ -9,7 +9,7 @@ import time
 
 import pytest
 from textual.command import CommandPalette
-from textual.widgets import Input, TextArea
+from textual.widgets import TextArea
 
 from agx.config import load_config
 from agx.runtime.pool import EnginePool
@@ -19,7 +19,7 @@ from agx.ui.messages import TextPending
 from agx.ui.screens import ConfirmScreen, EditArgsScreen, HelpScreen, NoRepoScreen
 from agx.workspace.plan_store import PlanStore
 from agx.workspace.sessionlog import latest_session, read_records
-from ui_helpers import DEMO_PLAN, wait_for, write_plan
+from ui_helpers import wait_for, write_plan
 
 SIZE = (160, 45)
 

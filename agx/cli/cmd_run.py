@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import sys
 import threading
@@ -119,7 +118,8 @@ async def _ask_in_thread(fn, *args):
             value = fn(*args)
             loop.call_soon_threadsafe(lambda: fut.done() or fut.set_result(value))
         except BaseException as exc:  # noqa: BLE001 - delivered to the awaiting coroutine
-            loop.call_soon_threadsafe(lambda: fut.done() or fut.set_exception(exc))
+            error = exc  # `exc` is unbound once the except block ends; the callback runs later
+            loop.call_soon_threadsafe(lambda: fut.done() or fut.set_exception(error))
 
     threading.Thread(target=work, daemon=True, name="agx-approval").start()
     return await fut
@@ -152,12 +152,11 @@ def _approval_dialogue(executor, catalogue, undecided: list[str]) -> tuple[list[
 
 # -- agx run ------------------------------------------------------------------------------
 def run(ctx: CliContext) -> int:
-    from agx.execution.executor import Executor
+    from agx.execution.plan_run import PlanRunError, abandon_run, finish_run, start_run
     from agx.execution.policy import ApprovalMode, Policy
-    from agx.execution.printer import HeadlessPrinter, format_plan, format_summary
+    from agx.execution.printer import HeadlessPrinter, format_summary
     from agx.planning.builtin_tools import builtin_catalogue
-    from agx.workspace.git_isolation import GitError, GitIsolation
-    from agx.workspace.plan_store import PlanRecord, PlanRecorder, new_plan_id
+    from agx.workspace.plan_store import new_plan_id
 
     args = ctx.args
     repo = _repo(ctx)
@@ -180,53 +179,35 @@ def run(ctx: CliContext) -> int:
     if plan is None and not request:
         raise CliError("nothing to do: give a request, or --plan FILE", EXIT_USAGE)
     request = request or plan.goal
+    goal = plan.goal if plan else request
 
-    store = _store(repo)
+    _store(repo)  # reports plans interrupted by a dead process before starting another
     try:
-        iso = GitIsolation(repo)
-        plan_id = new_plan_id()
-        snap = iso.snapshot(f"agx snapshot before plan {plan_id}")
-        worktree = iso.create_worktree(plan_id, snap)
-    except GitError as exc:
+        prun = start_run(repo, new_plan_id(), request=request, goal=goal, plan={"goal": goal, "tasks": []},
+                         catalogue=catalogue, policy=policy, engine=_engine_or_none(ctx, "echo"),
+                         max_parallel=max_parallel, task_timeout_s=timeout,
+                         output_cap_bytes=config.execution.output_cap_bytes,
+                         test_command=config.execution.test_command)
+    except PlanRunError as exc:
         raise CliError(str(exc)) from None
-
-    rec = PlanRecord(
-        plan_id=plan_id, goal=plan.goal if plan else request, request=request,
-        plan={"goal": plan.goal if plan else request, "tasks": []}, state="running", pid=os.getpid(),
-        base_commit=snap.commit, head_at_start=snap.head, user_branch=snap.branch,
-        branch=iso.branch_name(plan_id), worktree=str(worktree.relative_to(iso.repo)),
-    )
-    store.save(rec)
+    rec, executor, iso, snap = prun.record, prun.executor, prun.git, prun.snapshot
+    plan_id = rec.plan_id
     print(f"agx: plan {plan_id} runs in {rec.worktree} (branch {rec.branch}); your files stay as they are", flush=True)
 
-    engine = _engine_or_none(ctx, "echo")
-    executor = Executor(
-        plan_id, catalogue, worktree, max_parallel=max_parallel, task_timeout_s=timeout,
-        output_cap_bytes=config.execution.output_cap_bytes, policy=policy, engine=engine,
-        committer=iso.committer(worktree), test_command=config.execution.test_command,
-    )
     t0 = time.perf_counter()
-    printer = HeadlessPrinter(show_output=args.show_output, t0=t0, show_added=plan is None)
-    executor.subscribe(printer)
-    executor.subscribe(PlanRecorder(store, rec))
+    executor.subscribe(HeadlessPrinter(show_output=args.show_output, t0=t0, show_added=plan is None))
     log = _session_log(repo)
 
     flags = {"signalled": False}  # set by the Ctrl-C / SIGTERM handler
-    outcome = asyncio.run(_drive(ctx, executor, plan, request, catalogue, interactive, log, rec, store, flags))
+    outcome = asyncio.run(_drive(ctx, executor, plan, request, catalogue, interactive, log, rec, prun.store, flags))
     result, planned_errors = outcome
     if planned_errors is not None:  # planning failed or was interrupted: nothing ran
-        rec.state = "cancelled" if flags["signalled"] else "failed"
-        rec.errors = planned_errors
-        rec.finished_at = time.time()
-        store.save(rec)
-        iso.discard_plan(plan_id)
+        abandon_run(prun, "cancelled" if flags["signalled"] else "failed", planned_errors)
         _log(log, "plan_outcome", plan_id=plan_id, state=rec.state, errors=planned_errors)
         return EXIT_INTERRUPTED if flags["signalled"] else EXIT_FAILURE
 
-    interrupted = result is None or any(n.status.value == "cancelled" for n in executor.nodes.values())
-    ok = result is not None and result.ok
-    rec.state = "done" if ok else ("cancelled" if interrupted else "failed")
-    rec.finished_at = time.time()
+    finish_run(prun, result)
+    ok = rec.state == "done"
     wall = time.perf_counter() - t0
     print()
     print(format_summary([executor.nodes[i] for i in executor._order], wall))
@@ -242,7 +223,7 @@ def run(ctx: CliContext) -> int:
         print(f"Then: agx apply {plan_id}   or   agx discard {plan_id}")
     else:
         print(f"Nothing changed. Inspect {rec.worktree}, or `agx discard {plan_id}`.")
-    store.save(rec)
+    prun.store.save(rec)
     _log(log, "plan_outcome", plan_id=plan_id, state=rec.state, wall_s=round(wall, 3),
          task_s=rec.task_s, commits=commits, tasks=rec.tasks)
     if ok:
@@ -365,8 +346,8 @@ async def _drive(ctx, executor, plan, request, catalogue, interactive, log, rec,
 
 # -- apply / discard / undo / plans -------------------------------------------------------
 def apply_cmd(ctx: CliContext) -> int:
-    from agx.workspace.git_isolation import GitError, GitIsolation
-    from agx.workspace.plan_store import FINISHED_STATES, PlanStoreError, _pid_alive
+    from agx.execution.plan_run import PlanRunError, apply_plan
+    from agx.workspace.plan_store import PlanStoreError
 
     repo = _repo(ctx)
     store = _store(repo)
@@ -374,22 +355,13 @@ def apply_cmd(ctx: CliContext) -> int:
         rec = store.resolve(ctx.args.plan, states=("done",), what="finished plan to apply")
     except PlanStoreError as exc:
         raise CliError(str(exc), EXIT_USAGE) from None
-    if rec.state == "running" and _pid_alive(rec.pid):
-        raise CliError(f"plan {rec.plan_id} is still running (pid {rec.pid})")
-    if rec.state == "applied":
-        raise CliError(f"plan {rec.plan_id} is already applied (`agx undo` reverts it)")
-    if rec.state not in FINISHED_STATES:
-        raise CliError(f"plan {rec.plan_id} is {rec.state}: nothing to apply")
-    if rec.state != "done":
+    if rec.state in ("failed", "cancelled", "interrupted"):
         print(f"agx: note: plan {rec.plan_id} {rec.state}; applying what its finished tasks committed", file=sys.stderr)
     try:
-        iso = GitIsolation(repo)
-        applied = iso.apply_plan(rec.plan_id, rec.base_commit, rec.goal, commit=not ctx.args.no_commit)
-    except GitError as exc:
-        raise CliError(str(exc)) from None
-    rec.applied = applied
-    rec.state = "applied"
-    store.save(rec)
+        apply_plan(store, rec, commit=not ctx.args.no_commit)
+    except PlanRunError as exc:
+        raise CliError(str(exc).replace("(undo reverts it)", "(`agx undo` reverts it)")) from None
+    applied = rec.applied
     n = len(applied["files"])
     files = ", ".join(f["path"] for f in applied["files"][:6]) + (" …" if n > 6 else "")
     if applied["mode"] == "commit":
@@ -402,8 +374,8 @@ def apply_cmd(ctx: CliContext) -> int:
 
 
 def discard_cmd(ctx: CliContext) -> int:
-    from agx.workspace.git_isolation import GitError, GitIsolation
-    from agx.workspace.plan_store import FINISHED_STATES, PlanStoreError, _pid_alive
+    from agx.execution.plan_run import PlanRunError, discard_plan
+    from agx.workspace.plan_store import FINISHED_STATES, PlanStoreError
 
     repo = _repo(ctx)
     store = _store(repo)
@@ -412,35 +384,26 @@ def discard_cmd(ctx: CliContext) -> int:
                             what="plan to discard")
     except PlanStoreError as exc:
         raise CliError(str(exc), EXIT_USAGE) from None
-    if rec.state == "running" and _pid_alive(rec.pid):
-        raise CliError(f"plan {rec.plan_id} is still running (pid {rec.pid}); stop it first")
     try:
-        removed = GitIsolation(repo).discard_plan(rec.plan_id)
-    except GitError as exc:
+        removed = discard_plan(store, rec)
+    except PlanRunError as exc:
         raise CliError(str(exc)) from None
-    if rec.state != "applied":  # an applied plan stays applied (and undoable)
-        rec.state = "discarded"
-    rec.worktree = None
-    store.save(rec)
     print(f"discarded plan {rec.plan_id}: removed {', '.join(removed) if removed else 'nothing (already gone)'}")
     return EXIT_OK
 
 
 def undo_cmd(ctx: CliContext) -> int:
-    from agx.workspace.git_isolation import GitError, GitIsolation
+    from agx.execution.plan_run import PlanRunError, latest_applied, undo_plan
 
     repo = _repo(ctx)
     store = _store(repo)
-    applied = [r for r in store.all() if r.state == "applied" and r.applied]
-    if not applied:
+    rec = latest_applied(store)
+    if rec is None:
         raise CliError("nothing to undo: no applied plan (see `agx plans`)", EXIT_USAGE)
-    rec = max(applied, key=lambda r: r.applied.get("applied_at", 0))
     try:
-        GitIsolation(repo).undo_apply(rec.plan_id, rec.applied)
-    except GitError as exc:
+        undo_plan(store, rec)
+    except PlanRunError as exc:
         raise CliError(str(exc)) from None
-    rec.state = "undone"
-    store.save(rec)
     n = len(rec.applied["files"])
     print(f"undid plan {rec.plan_id}: {n} file{'s' if n != 1 else ''} restored"
           + (f", commit {rec.applied['commit'][:10]} removed from your branch" if rec.applied["mode"] == "commit" else ""))

@@ -175,7 +175,7 @@ def _add_docs(rng, p: Project):
                         "Write doc comments for {f}."), f=f)
     return req, {"goal": f"Document the functions in {f}", "tasks": [
         _t("t1", "Read the file", "read_files", [], {"paths": [f]}),
-        _t("t2", "Write the documented file", "ask_model", ["t1"], {"prompt": f"Add documentation comments to every function; change nothing else. Return the whole file:\n${{t1}}"}),
+        _t("t2", "Write the documented file", "ask_model", ["t1"], {"prompt": "Add documentation comments to every function; change nothing else. Return the whole file:\n${t1}"}),
         _t("t3", "Save it", "write_file", ["t2"], {"path": f, "content": "${t2}"}),
         _t("t4", "Commit", "git_commit", ["t3"], {"message": f"Document {Path(f).name}"}),
     ]}

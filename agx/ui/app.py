@@ -86,7 +86,7 @@ class AgxApp(App[int]):
         self.chat_only = repo is None
         self.plan: pv.PlanView | None = None
         self.plans: dict[str, pv.PlanView] = {}
-        self._run = None  # runs.PlanRun while/after a plan runs
+        self._run = None  # plan_run.PlanRun while/after a plan runs
         self._run_worker = None
         self._diff_mode = "auto"  # auto | plan | task
         self.first_paint_s: float | None = None
@@ -256,8 +256,6 @@ class AgxApp(App[int]):
             view = view_from_record(prec)
             self.plans[plan_id] = view
             if prec.base_commit:
-                from agx.ui import runs
-
                 self._restored_runs = getattr(self, "_restored_runs", {})
                 self._restored_runs[plan_id] = prec
             for tid, t in prec.tasks.items():
@@ -546,12 +544,12 @@ class AgxApp(App[int]):
 
     def _plan_ready(self, view: pv.PlanView, record: dict) -> None:
         """A plan (from Delta or a file) is ready for review: record it, show it, focus it."""
-        from agx.ui import runs
+        from agx.execution import plan_run
 
         if self.session_log is not None:
             self.session_log.append("plan", **record)
         if self.repo is not None:
-            runs.save_planned(self.repo, view.plan_id, view.request, view.plan_dict(), view.errors)
+            plan_run.save_planned(self.repo, view.plan_id, view.request, view.plan_dict(), view.errors)
         self.plan = view
         self._show_plan(view)
         n = len(view.tasks)
@@ -731,9 +729,9 @@ class AgxApp(App[int]):
         self.plan_pane.show(view)
         self._show_selected_task()
         if self.repo is not None:
-            from agx.ui import runs
+            from agx.execution import plan_run
 
-            runs.save_planned(self.repo, view.plan_id, view.request, view.plan_dict(), view.errors)
+            plan_run.save_planned(self.repo, view.plan_id, view.request, view.plan_dict(), view.errors)
 
     def action_delete_task(self) -> None:
         if not self._plan_action_ok(pv.REVIEW):
@@ -775,11 +773,11 @@ class AgxApp(App[int]):
         self.query_one("#input", Input).focus()
 
     def _close_plan(self, view: pv.PlanView, phase: str, state: str) -> None:
-        from agx.ui import runs
+        from agx.execution import plan_run
 
         view.phase = phase
         if self.repo is not None:
-            runs.set_state(self.repo, view.plan_id, state)
+            plan_run.set_state(self.repo, view.plan_id, state)
         if self.session_log is not None:
             self.session_log.append("plan_decision", plan_id=view.plan_id, decision=phase)
         self.plan_pane.refresh_tasks()
@@ -803,22 +801,38 @@ class AgxApp(App[int]):
     async def _run_plan(self, view: pv.PlanView, plan, approved: list[str], denied: list[str]) -> None:
         import asyncio
 
-        from agx.ui import runs
+        from agx.execution import plan_run
+        from agx.execution.policy import ApprovalMode, Policy
 
         try:
-            # ask_model tasks talk to Echo, as in `agx run`.
+            # ask_model tasks talk to Echo, as in `agx run`; the shell approves task by task.
             echo = await asyncio.to_thread(self._engine_or_none, "echo")
-            run = await asyncio.to_thread(runs.prepare_run, self.repo, self.config, self.catalogue, view.plan_id,
-                                          view.request, plan, echo)
-        except Exception as exc:  # GitError, EngineError: the user's to see, not a crash
+            ex = self.config.execution
+            run = await asyncio.to_thread(
+                plan_run.start_run, self.repo, view.plan_id, request=view.request, goal=plan.goal,
+                plan=plan.model_dump(), catalogue=self.catalogue, policy=Policy(ApprovalMode.ASK), engine=echo,
+                max_parallel=ex.max_parallel, task_timeout_s=ex.task_timeout_s,
+                output_cap_bytes=ex.output_cap_bytes, test_command=ex.test_command)
+        except Exception as exc:  # PlanRunError, EngineError: the user's to see, not a crash
             view.phase = pv.REVIEW
             self.chat.add_notice(f"Could not start the plan: {exc}", "error")
             self.refresh_bindings()
             return
         self._run = run
-        run.executor.subscribe(self._on_executor_event)
+        executor = run.executor
+        executor.subscribe(self._on_executor_event)
         self._diff_mode = "auto"
-        result = await runs.execute(run, plan, approved, denied)
+        executor.add_plan(plan)
+        if approved:
+            executor.approve(approved)
+        if denied:
+            executor.deny(denied)
+        executor.close_plan()
+        result = None
+        try:
+            result = await executor.run()
+        finally:
+            plan_run.finish_run(run, result)
         view.phase, view.ok, view.wall_s = pv.FINISHED, result.ok, result.wall_s
         self._run_finished(view)
 
@@ -904,24 +918,27 @@ class AgxApp(App[int]):
 
     @work(thread=True, group="git-op")
     def _git_op(self, what: str, plan_id: str) -> None:
-        from agx.ui import runs
+        from agx.execution import plan_run
+        from agx.workspace.plan_store import PlanStore
 
         try:
+            store = PlanStore(self.repo)
+            rec = store.load(plan_id)
             if what == "apply":
-                rec = runs.apply(self.repo, plan_id)
+                plan_run.apply_plan(store, rec)
                 mode = rec.applied.get("mode") if rec.applied else "?"
                 n = len(rec.applied.get("files", [])) if rec.applied else 0
                 detail = (f"Applied plan {plan_id}: {n} file(s), "
                           + ("one commit on your branch." if mode == "commit" else "left uncommitted (you had local changes).")
                           + " u undoes it.")
             elif what == "undo":
-                runs.undo(self.repo, plan_id)
+                plan_run.undo_plan(store, rec)
                 detail = f"Undid plan {plan_id}'s apply."
             else:
-                removed = runs.discard(self.repo, plan_id)
+                removed = plan_run.discard_plan(store, rec)
                 detail = f"Discarded plan {plan_id} ({', '.join(removed) or 'nothing left'})."
             self.post_message(WorkDone(what, True, detail, {"plan_id": plan_id}))
-        except Exception as exc:  # GitError and friends: one line for the user
+        except Exception as exc:  # PlanRunError, PlanStoreError: one line for the user
             self.post_message(WorkDone(what, False, f"{what} failed: {exc}", {"plan_id": plan_id}))
 
     def on_work_done(self, msg: WorkDone) -> None:
