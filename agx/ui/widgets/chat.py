@@ -18,28 +18,33 @@ class Notice(Static):
     """A line from agx itself (routing decisions, errors, plan outcomes)."""
 
 
-_answer_class = None
+class Answer(Static):
+    """One streamed answer, shown as Markdown (Rich's renderer: code blocks highlighted).
 
+    Why not Textual's Markdown widget: it builds a widget per block and re-lays out the screen
+    as blocks arrive, which on a 2-core machine took most of a core at 30 fps and starved the
+    llama.cpp threads beside it (decode fell to ~0.4 of headless). One Static whose renderable
+    is rebuilt per frame costs a fraction of that; `source` is the raw text, as received.
+    """
 
-def answer_class():
-    """The Markdown answer widget class, built on first use: importing Textual's Markdown
-    (markdown-it, syntax highlighting) costs a large share of start-up, so the first paint
-    does not wait for it."""
-    global _answer_class
-    if _answer_class is None:
-        from textual.widgets import Markdown
+    def __init__(self, role: str, text: str = "", **kwargs) -> None:
+        super().__init__("", **kwargs)
+        self.role = role
+        self.border_title = role.capitalize()
+        self.source = text
+        self.received = len(text)
+        if text:
+            self._render_source()
 
-        class Answer(Markdown):
-            """One streamed answer; `append` adds text as it arrives (parsed incrementally)."""
+    def append(self, text: str) -> None:
+        self.source += text
+        self.received += len(text)
+        self._render_source()
 
-            def __init__(self, role: str, text: str = "", **kwargs) -> None:
-                super().__init__(text, **kwargs)
-                self.role = role
-                self.border_title = role.capitalize()
-                self.received = len(text)
+    def _render_source(self) -> None:
+        from rich.markdown import Markdown
 
-        _answer_class = Answer
-    return _answer_class
+        self.update(Markdown(self.source, code_theme="monokai", hyperlinks=False))
 
 
 class ChatPane(VerticalScroll):
@@ -64,7 +69,7 @@ class ChatPane(VerticalScroll):
         return notice
 
     def start_answer(self, stream_id: int, role: str, text: str = ""):
-        answer = answer_class()(role, text)
+        answer = Answer(role, text)
         self._answers[stream_id] = answer
         self.mount(answer)
         return answer
@@ -72,7 +77,6 @@ class ChatPane(VerticalScroll):
     def append_answer(self, stream_id: int, text: str) -> None:
         answer = self._answers.get(stream_id)
         if answer is not None and text:
-            answer.received += len(text)
             answer.append(text)
 
     def answer(self, stream_id: int):
