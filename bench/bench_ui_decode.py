@@ -38,7 +38,8 @@ async def main(args) -> None:
     repo.mkdir()
     subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
     config = load_config(repo, overrides=[f"roles.echo.sampling.max_tokens={args.max_tokens}",
-                                          "roles.echo.sampling.temperature=0", "roles.echo.n_ctx=2048"],
+                                          "roles.echo.sampling.temperature=0", "roles.echo.n_ctx=2048",
+                                          f"ui.max_fps={args.max_fps}"],
                          use_user_file=False).config
     pool = EnginePool(config, repo)
     engine = pool.engine("echo")
@@ -68,4 +69,5 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--max-tokens", type=int, default=200)
+    parser.add_argument("--max-fps", type=int, default=30, help="ui.max_fps for the shell rounds (default 30)")
     asyncio.run(main(parser.parse_args()))
