@@ -91,7 +91,7 @@ def abandon_run(run: PlanRun, state: str, errors: list[str]) -> PlanRecord:
     """Planning failed or was interrupted before any task ran: record why, remove the worktree."""
     rec = run.record
     rec.state, rec.errors, rec.finished_at = state, list(errors), time.time()
-    run.store.save(rec)
+    run.store.save(rec)  # saved before git work, so the outcome is on disk even if removal fails
     run.git.discard_plan(rec.plan_id)
     rec.worktree = None
     run.store.save(rec)
