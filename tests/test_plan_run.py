@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from agx.config.schema import ExecutionConfig
 from agx.execution import plan_run
 from agx.execution.policy import ApprovalMode, Policy
 from agx.planning.builtin_tools import builtin_catalogue
@@ -29,8 +30,8 @@ PLAN = Plan.model_validate({"goal": "add notes", "tasks": [
 
 def _start(repo: Path, plan_id: str, policy: Policy) -> plan_run.PlanRun:
     return plan_run.start_run(repo, plan_id, request="add notes", goal=PLAN.goal, plan=PLAN.model_dump(),
-                              catalogue=builtin_catalogue(), policy=policy, engine=None, max_parallel=2,
-                              task_timeout_s=30, output_cap_bytes=1 << 20)
+                              catalogue=builtin_catalogue(), policy=policy, engine=None,
+                              execution=ExecutionConfig(), max_parallel=2, task_timeout_s=30)
 
 
 def _execute(run: plan_run.PlanRun, approve: list[str]) -> str:

@@ -185,9 +185,7 @@ def run(ctx: CliContext) -> int:
     try:
         prun = start_run(repo, new_plan_id(), request=request, goal=goal, plan={"goal": goal, "tasks": []},
                          catalogue=catalogue, policy=policy, engine=_engine_or_none(ctx, "echo"),
-                         max_parallel=max_parallel, task_timeout_s=timeout,
-                         output_cap_bytes=config.execution.output_cap_bytes,
-                         test_command=config.execution.test_command)
+                         execution=config.execution, max_parallel=max_parallel, task_timeout_s=timeout)
     except PlanRunError as exc:
         raise CliError(str(exc)) from None
     rec, executor, iso, snap = prun.record, prun.executor, prun.git, prun.snapshot

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from agx.config.schema import ExecutionConfig
 from agx.execution.executor import Executor, RunResult
 from agx.execution.policy import Policy
 from agx.planning.tools import ToolCatalogue
@@ -41,11 +42,12 @@ class PlanRun:
 
 
 def start_run(repo: Path, plan_id: str, *, request: str, goal: str, plan: dict, catalogue: ToolCatalogue,
-              policy: Policy, engine: Any, max_parallel: int, task_timeout_s: float, output_cap_bytes: int,
-              test_command: str | None = None) -> PlanRun:
+              policy: Policy, engine: Any, execution: ExecutionConfig, max_parallel: int | None = None,
+              task_timeout_s: float | None = None) -> PlanRun:
     """Snapshot what the user sees, create the worktree, record the plan as running, and build
     its executor with a recorder that keeps `.agx/plans/<id>.json` current. Nothing in the
-    user's checkout changes. Raises PlanRunError when git refuses."""
+    user's checkout changes. `execution` is the [execution] config; `max_parallel` and
+    `task_timeout_s` override it (the CLI's flags). Raises PlanRunError when git refuses."""
     store = PlanStore(repo)
     try:
         git = GitIsolation(repo)
@@ -60,9 +62,9 @@ def start_run(repo: Path, plan_id: str, *, request: str, goal: str, plan: dict, 
     )
     store.save(rec)
     executor = Executor(
-        plan_id, catalogue, worktree, max_parallel=max_parallel, task_timeout_s=task_timeout_s,
-        output_cap_bytes=output_cap_bytes, policy=policy, engine=engine,
-        committer=git.committer(worktree), test_command=test_command,
+        plan_id, catalogue, worktree, max_parallel=max_parallel or execution.max_parallel,
+        task_timeout_s=task_timeout_s or execution.task_timeout_s, output_cap_bytes=execution.output_cap_bytes,
+        policy=policy, engine=engine, committer=git.committer(worktree), test_command=execution.test_command,
     )
     executor.subscribe(PlanRecorder(store, rec))
     return PlanRun(record=rec, store=store, git=git, snapshot=snap, worktree=worktree, executor=executor)

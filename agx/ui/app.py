@@ -807,12 +807,10 @@ class AgxApp(App[int]):
         try:
             # ask_model tasks talk to Echo, as in `agx run`; the shell approves task by task.
             echo = await asyncio.to_thread(self._engine_or_none, "echo")
-            ex = self.config.execution
             run = await asyncio.to_thread(
                 plan_run.start_run, self.repo, view.plan_id, request=view.request, goal=plan.goal,
                 plan=plan.model_dump(), catalogue=self.catalogue, policy=Policy(ApprovalMode.ASK), engine=echo,
-                max_parallel=ex.max_parallel, task_timeout_s=ex.task_timeout_s,
-                output_cap_bytes=ex.output_cap_bytes, test_command=ex.test_command)
+                execution=self.config.execution)
         except Exception as exc:  # PlanRunError, EngineError: the user's to see, not a crash
             view.phase = pv.REVIEW
             self.chat.add_notice(f"Could not start the plan: {exc}", "error")

@@ -32,13 +32,11 @@ class Answer(Static):
         self.role = role
         self.border_title = role.capitalize()
         self.source = text
-        self.received = len(text)
         if text:
             self._render_source()
 
     def append(self, text: str) -> None:
         self.source += text
-        self.received += len(text)
         self._render_source()
 
     def _render_source(self) -> None:
