@@ -293,3 +293,22 @@ async def test_plan_command_streams_a_plan_from_delta(git_repo, model_pool):
         assert _records(git_repo, "plan")[-1]["plan_id"] == app.plan.plan_id
     finally:
         pool.close()
+
+
+
+async def test_git_change_arriving_during_exit_is_ignored(git_repo, tmp_path):
+    """Regression (seen in CI): the file watcher is its own task, so a GitChanged can reach the app
+    after exit has begun and its panes are gone. Reproduced by removing the panes, then posting one;
+    before the fix the handler raised NoMatches('#plan') and the app crashed."""
+    from agx.ui.messages import GitChanged
+
+    app = AgxApp(_config(git_repo), None, git_repo, load_models=False)
+    async with app.run_test(size=SIZE) as pilot:
+        app.handle_input(f"/run-plan {write_plan(tmp_path)}")
+        await pilot.pause(0.2)
+        await pilot.press("a")  # a run record makes the git refresh consult the plan pane's selection
+        await wait_for(pilot, lambda: app.plan.phase == pv.FINISHED, timeout=60, what="the run")
+        await app.query_one("#right").remove()
+        app.post_message(GitChanged())
+        await pilot.pause(0.3)
+        assert app.is_running

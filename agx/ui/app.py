@@ -981,7 +981,10 @@ class AgxApp(App[int]):
         self.call_from_thread(self._show_git, snap)
 
     def _show_git(self, snap: GitSnapshot) -> None:
-        self.git_pane.show(snap)
+        try:
+            self.git_pane.show(snap)
+        except NoMatches:  # the app is exiting and its screen is gone; the snapshot has no reader
+            pass
 
     @work(group="watch", exclusive=True, exit_on_error=False)
     async def _watch_repo(self) -> None:
@@ -1008,7 +1011,12 @@ class AgxApp(App[int]):
         return self._watch_event
 
     def on_git_changed(self, _: GitChanged) -> None:
-        self.refresh_git()
+        # The watcher is a separate task: a change can arrive while the app exits and its
+        # panes are already removed (seen in CI); then there is nothing left to refresh.
+        try:
+            self.refresh_git()
+        except NoMatches:
+            pass
 
     # -- general actions --------------------------------------------------------------------
     def action_help(self) -> None:
