@@ -214,3 +214,20 @@ def test_repository_without_commits(tmp_path):
     applied = iso.apply_plan("p-test", snap.commit, "g")
     assert applied["mode"] == "worktree"  # no branch to commit onto yet
     assert (repo / "notes.txt").read_text() == "second\n"
+
+
+def test_commit_skips_paths_gone_by_commit_time(git_repo):
+    """Regression (seen in CI): a shell task's change list came from `git status` while a parallel
+    write_file's temp file (`.README.md.agx-tmp`) existed; by commit time it was renamed away and
+    `git add` refused the whole list ("pathspec did not match"), failing the task."""
+    iso = GitIsolation(git_repo)
+    wt = iso.create_worktree("p-gone", iso.snapshot())
+    (wt / "made.txt").write_text("made\n")
+    (wt / "README.md").unlink()  # a tracked deletion is still committable
+    committer = iso.committer(wt)
+    sha = asyncio.run(committer.commit("task s", ["made.txt", "README.md", ".README.md.agx-tmp", "vanished.txt"],
+                                       set()))
+    assert sha
+    assert git(wt, "show", "--name-status", "--format=", sha).split("\n") == ["D\tREADME.md", "A\tmade.txt"]
+    # Nothing left that can be added: no commit, no error.
+    assert asyncio.run(committer.commit("task t", [".x.agx-tmp", "vanished.txt"], set())) is None

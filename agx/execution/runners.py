@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Awaitable, Callable
 
 from agx.execution.policy import UnsafePath, resolve_in_worktree
+from agx.workspace.git_isolation import TMP_SUFFIX
 
 
 class TaskError(Exception):
@@ -206,6 +207,8 @@ def dirty_state(workdir: Path) -> dict[str, tuple[int, int] | None] | None:
         if len(entry) < 4:
             continue
         path = entry[3:]
+        if path.endswith(TMP_SUFFIX):  # another task's atomic write in flight, not this task's change
+            continue
         try:
             st = os.lstat(workdir / path)
             state[path] = (st.st_mtime_ns, st.st_size)
@@ -336,7 +339,7 @@ async def run_search(ctx: TaskContext) -> RunnerResult:
 def _atomic_write(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
-    tmp = path.with_name(f".{path.name}.agx-tmp")
+    tmp = path.with_name(f".{path.name}{TMP_SUFFIX}")
     with open(tmp, "wb") as fh:
         fh.write(data)
     os.chmod(tmp, mode)

@@ -31,6 +31,9 @@ from pathlib import Path
 
 from agx.workspace.state_dir import ensure_state_dir
 
+# agx writes files atomically through a sibling temp file with this suffix, then renames it.
+TMP_SUFFIX = ".agx-tmp"
+
 AGX_IDENTITY = ("agx", "agx@localhost")
 
 
@@ -188,7 +191,7 @@ class GitIsolation:
         if mode == "120000":
             os.symlink(data.decode(), full)
             return
-        tmp = full.with_name(f".{full.name}.agx-tmp")
+        tmp = full.with_name(f".{full.name}{TMP_SUFFIX}")
         tmp.write_bytes(data)
         os.chmod(tmp, 0o755 if mode == "100755" else 0o644)
         os.replace(tmp, full)
@@ -321,16 +324,27 @@ class WorktreeCommitter:
         async with self._lock:
             return await asyncio.to_thread(self._commit_sync, message, paths, exclude)
 
+    def _addable(self, paths: list[str]) -> list[str]:
+        """The paths `git add` can take: on disk or known to the index (a deletion).
+
+        A task's change list is read from two `git status` snapshots; a file another task was
+        writing at that moment (agx's own `*.agx-tmp` before its rename, a tool's scratch file)
+        can be gone by commit time, and one such path would make `git add` refuse them all."""
+        paths = [p for p in paths if not p.endswith(TMP_SUFFIX)]
+        tracked = set(git(self.worktree, "--literal-pathspecs", "ls-files", "-z", "--", *paths).split("\0")) if paths else set()
+        return [p for p in paths if p in tracked or os.path.lexists(self.worktree / p)]
+
     def _commit_sync(self, message: str, paths: list[str] | None, exclude: set[str]) -> str | None:
         w = self.worktree
         if paths is None:
             git(w, "add", "-A", "--", ".")
             for p in exclude:
                 git(w, "reset", "-q", "--", p, check=False)
-        elif paths:
-            git(w, "add", "-A", "--", *paths)
         else:
-            return None
+            paths = self._addable([p for p in paths or [] if p not in exclude])
+            if not paths:
+                return None
+            git(w, "--literal-pathspecs", "add", "-A", "--", *paths)
         if git_ok(w, "diff", "--cached", "--quiet"):
             return None
         git(w, *self._ident, "commit", "-q", "--no-verify", "-m", message)
