@@ -240,6 +240,7 @@ class AgxApp(App[int]):
                 chat.add_user(user)
                 self._stream_ids += 1
                 chat.start_answer(self._stream_ids, role, rec.get("response") or "")
+                chat.end_answer(self._stream_ids)
                 history.setdefault(role, []).extend(
                     [{"role": "user", "content": user}, {"role": "assistant", "content": rec.get("response") or ""}])
             elif kind == "route":
