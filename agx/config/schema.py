@@ -79,6 +79,9 @@ class UIConfig(_Strict):
     # Action name -> key, e.g. approve_all = "a".
     keymap: dict[str, str] = Field(default_factory=dict)
     max_fps: int = Field(30, ge=1, le=240)
+    # Share of one CPU core the shell's drawing may use while a local model decodes with no
+    # core to spare (frames are spaced out to stay under it; 1.0 turns the limit off).
+    render_budget: float = Field(0.06, gt=0, le=1)
 
 
 class ProfileConfig(_Strict):

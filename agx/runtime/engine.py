@@ -101,6 +101,7 @@ class EngineInfo:
     adapter: str | None = None
     n_ctx: int = 0
     is_tiny_default: bool = False
+    cpu_threads: int = 0  # CPU threads it decodes with on this machine (0: remote or fully offloaded)
 
 
 class ChatStream:

@@ -299,11 +299,13 @@ class LlamaCppEngine(Engine):
 
     def info(self) -> EngineInfo:
         s = self.model.settings
+        accelerator = accelerator_name() if s.n_gpu_layers != 0 else "CPU"
         return EngineInfo(
             role_names=self.role_names,
             backend="llama_cpp",
             model=s.path,
-            accelerator=accelerator_name() if s.n_gpu_layers != 0 else "CPU",
+            accelerator=accelerator,
+            cpu_threads=s.n_threads if accelerator == "CPU" else 0,
             adapter=_adapter_label(self.adapter_path),
             n_ctx=s.n_ctx,
             is_tiny_default=self.is_tiny_default,

@@ -32,6 +32,7 @@ from agx.ui import plan_view as pv
 from agx.ui.commands import ShellCommands
 from agx.ui.gitview import GitSnapshot, snapshot
 from agx.ui.keymap import ACTIONS, bindings, check_keymap
+from agx.ui.pacing import FramePacer, has_spare_core
 from agx.ui.messages import (ChatFinished, EngineLoaded, FrameCoalescer, GitChanged, PlanEventArrived,
                              PlanningEnded, RouteDecided, TextPending, WorkDone)
 from agx.ui.screens import ConfirmScreen, EditArgsScreen, HelpScreen, NoRepoScreen, PromptScreen
@@ -72,9 +73,8 @@ class AgxApp(App[int]):
         self.load_models = load_models
         self.watch_files = watch_files
         self.route_messages = route_messages
-        self.frame_s = 1.0 / config.ui.max_fps
+        self.pacer = FramePacer(config.ui.max_fps, config.ui.render_budget)
         self.coalescer = FrameCoalescer()
-        self._last_flush = 0.0
         self._flush_timer = None
         self._pool_lock = threading.Lock()
         self._chat_lock = threading.Lock()
@@ -394,6 +394,7 @@ class AgxApp(App[int]):
             try:
                 conv = self._conversation(role)
                 stream = conv.send(text, cancel=token)
+                self.call_from_thread(self._generation_started, ("chat", sid), conv.engine)
                 for piece in stream:
                     if self.coalescer.push(("chat", sid), piece):
                         self.post_message(TextPending())
@@ -406,6 +407,7 @@ class AgxApp(App[int]):
                 self._chat_cancel = None
 
     def on_chat_finished(self, msg: ChatFinished) -> None:
+        self.pacer.generation_ended(("chat", msg.stream_id))
         self.flush_text()
         if msg.error:
             self.chat.end_answer(msg.stream_id, "failed")
@@ -428,18 +430,22 @@ class AgxApp(App[int]):
     def on_text_pending(self, _: TextPending) -> None:
         if self._flush_timer is not None:
             return
-        delay = self._last_flush + self.frame_s - time.monotonic()
+        delay = self.pacer.delay()
         if delay <= 0:
             self.flush_text()
         else:
             self._flush_timer = self.set_timer(delay, self.flush_text)
+
+    def _generation_started(self, key, engine) -> None:
+        """Pace frames to the render budget while `engine` decodes with no core to spare."""
+        self.pacer.generation_started(key, not has_spare_core(engine.info().cpu_threads))
 
     def flush_text(self) -> None:
         """Move every buffered piece of text onto the screen (at most once per frame)."""
         if self._flush_timer is not None:
             self._flush_timer.stop()
             self._flush_timer = None
-        self._last_flush = time.monotonic()
+        self.pacer.frame_drawn()
         for (kind, ident), text in self.coalescer.drain().items():
             if kind == "chat":
                 self.chat.append_answer(ident, text)
