@@ -25,6 +25,24 @@ def test_help_lists_subcommands(tmp_path):
     assert sub.returncode == 0 and "pull" in sub.stdout
 
 
+def test_only_the_shell_path_skips_the_command_parsers():
+    """`agx [global options]` opens the shell without importing every command module;
+    anything naming a command, or asking for help, gets the full parser."""
+    from agx.cli.main import _opens_the_shell
+
+    assert _opens_the_shell([])
+    assert _opens_the_shell(["--resume", "--set", "ui.max_fps=10", "-C", "chat", "--profile=mac"])
+    assert not _opens_the_shell(["chat", "hi"])
+    assert not _opens_the_shell(["--set", "a=b", "doctor"])
+    assert not _opens_the_shell(["--help"])
+    assert not _opens_the_shell(["--version"])
+
+
+def test_bad_config_on_the_shell_path_exits_2(tmp_path):
+    proc = _agx("--set", "ui.max_fps=0", cwd=tmp_path)
+    assert proc.returncode == 2 and "ui.max_fps" in proc.stderr and "Traceback" not in proc.stderr
+
+
 def test_unknown_subcommand_exits_2(tmp_path):
     proc = _agx("frobnicate", cwd=tmp_path)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr

@@ -28,7 +28,9 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"agx: error: {message}\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(with_commands: bool = True) -> argparse.ArgumentParser:
+    """The `agx` parser; without `with_commands`, only the global options (the shell's path:
+    importing every command module costs ~60 ms of the shell's first paint)."""
     parser = _Parser(
         prog="agx",
         description=(
@@ -49,14 +51,36 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-C", dest="directory", metavar="DIR", help="run as if started in DIR")
     parser.add_argument("--resume", action="store_true", help="shell: restore the last session")
+    if not with_commands:
+        parser.set_defaults(command=None)
+        return parser
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)
     return parser
 
 
+_OPTIONS_WITH_VALUE = {"--profile", "--config", "--set", "-C"}
+
+
+def _opens_the_shell(argv: list[str]) -> bool:
+    """True when `argv` names no command (and asks for no help): `agx [global options]`."""
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in ("-h", "--help", "--version"):
+            return False
+        elif arg in _OPTIONS_WITH_VALUE:
+            skip = True
+        elif not arg.startswith("-"):
+            return False  # a command name
+    return True
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser(with_commands=not _opens_the_shell(argv))
     args = parser.parse_args(argv)
     from pathlib import Path
 
