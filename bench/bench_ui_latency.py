@@ -102,4 +102,6 @@ if __name__ == "__main__":
         # Seen intermittently: the headless app run ends before the measurement completes,
         # without an exception reaching us. Fail loudly rather than print nothing and exit 0.
         sys.exit("bench_ui_latency: the app run ended before any figures were taken; run it again")
-    print("\n".join(REPORT), flush=True)
+    # sys.__stdout__: seen intermittently, sys.stdout was still Textual's capture here (the
+    # report went nowhere and the script exited 0 with no output).
+    print("\n".join(REPORT), file=sys.__stdout__, flush=True)

@@ -153,6 +153,31 @@ def test_roles_with_different_context_load_separately(agx_config, tmp_path):
         p.close()
 
 
+def test_concurrent_loads_leave_stdout_and_stderr_alone(agx_config, tmp_path):
+    """Regression: llama-cpp-python points fds 1 and 2 at /dev/null while it loads; two loads at
+    once (Echo and Delta at start-up) interleaved that and left fd 1 or 2 on /dev/null for
+    good, so everything printed afterwards vanished. Loads now take turns."""
+    import os
+
+    from agx.runtime.pool import EnginePool
+
+    before = [os.fstat(1), os.fstat(2)]
+    for round_ in range(3):
+        agx_config.roles.delta.n_ctx = 1024 + 256 * round_  # a second model, loaded beside Echo's
+        p = EnginePool(agx_config, tmp_path)
+        try:
+            engines = [p.engine("echo"), p.engine("delta")]
+            assert engines[0].model is not engines[1].model
+            for e in engines:
+                e.start_loading()
+            for e in engines:
+                e.wait_loaded(timeout=120)
+        finally:
+            p.close()
+        after = [os.fstat(1), os.fstat(2)]
+        assert all(os.path.samestat(a, b) for a, b in zip(before, after)), f"round {round_}: fd 1/2 redirected"
+
+
 def test_background_load_then_chat(pool):
     engine = pool.engine("echo")
     engine.start_loading()

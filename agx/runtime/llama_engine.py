@@ -43,6 +43,14 @@ def accelerator_name() -> str:
     return "Metal" if sys.platform == "darwin" else "GPU"
 
 
+# llama-cpp-python (verbose=False) silences llama.cpp while it loads a model by pointing file
+# descriptors 1 and 2 at /dev/null and back (its suppress_stdout_stderr). Two loads at once in
+# two threads (Echo and Delta start loading together) interleave that save/restore, and fd 1 or
+# 2 can stay on /dev/null for good: everything the process prints afterwards vanishes (seen as a
+# benchmark that exited 0 with no output). Loads take turns.
+LLAMA_STDIO_LOCK = threading.Lock()
+
+
 def default_threads() -> int:
     try:
         import psutil
@@ -153,7 +161,8 @@ class LlamaCppModel:
             if s.chat_format:
                 kwargs["chat_format"] = s.chat_format
             try:
-                self.llama = Llama(**kwargs)
+                with LLAMA_STDIO_LOCK:
+                    self.llama = Llama(**kwargs)
             except (ValueError, RuntimeError, OSError) as exc:
                 raise EngineError(f"cannot load model {s.path}: {exc}") from None
             # The adapter goes through the same path as a runtime switch (not Llama(lora_path=),

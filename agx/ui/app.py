@@ -13,9 +13,11 @@ text goes through a FrameCoalescer drained at most `ui.max_fps` times a second.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -1110,12 +1112,37 @@ def view_from_record(rec) -> pv.PlanView:
 
 def run_shell(ctx) -> int:
     """Entry point from `agx` with no command (ctx: agx.cli.context.CliContext)."""
-    app = AgxApp(ctx.config, ctx.pool, ctx.repo, ctx.cwd, resume=bool(getattr(ctx.args, "resume", False)))
-    try:
-        code = app.run()
-    finally:
+    with _private_terminal():
+        app = AgxApp(ctx.config, ctx.pool, ctx.repo, ctx.cwd, resume=bool(getattr(ctx.args, "resume", False)))
         try:
-            ctx.pool.close()
-        except Exception:
-            pass
+            code = app.run()
+        finally:
+            try:
+                ctx.pool.close()
+            except Exception:
+                pass
     return int(code or 0)
+
+
+@contextmanager
+def _private_terminal():
+    """Let Textual draw on a duplicate of the terminal's file descriptor.
+
+    Textual writes frames to sys.__stderr__ (fd 2). While llama.cpp loads a model,
+    llama-cpp-python points fds 1 and 2 at /dev/null (its suppress_stdout_stderr), so frames
+    drawn meanwhile would be lost and later partial updates would leave the screen stale. A
+    duplicate made here still reaches the terminal whatever happens to fd 2 later.
+    """
+    original = sys.__stderr__
+    try:
+        private = os.fdopen(os.dup(original.fileno()), "w", encoding=original.encoding or "utf-8",
+                            errors=original.errors or "strict", buffering=1)
+    except (OSError, AttributeError, ValueError):  # no real stderr (embedded): draw as Textual would
+        yield
+        return
+    sys.__stderr__ = private
+    try:
+        yield
+    finally:
+        sys.__stderr__ = original
+        private.close()
