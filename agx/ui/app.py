@@ -7,7 +7,8 @@ right; footer with the keys that apply now. Everything slow happens off the even
 model loading, chat and planning in thread workers (llama.cpp releases the GIL), the executor
 as an asyncio task on the app's loop (its subprocesses are asyncio), git reads in threads,
 file watching with watchfiles. Results come back as messages (agx/ui/messages.py); streamed
-text goes through a FrameCoalescer drained at most `ui.max_fps` times a second.
+text goes through a FrameCoalescer drained once per frame, frames paced by ui/pacing.py
+(`ui.max_fps`, and `ui.render_budget` while a local model decodes with no spare core).
 """
 
 from __future__ import annotations
