@@ -90,3 +90,19 @@ async def test_streamed_answer_grows_in_steps_and_ends_exact():
         shown = [strip.text.rstrip() for strip in answer._strips]
         assert shown == _lines(SAMPLE, width)
         assert answer.content_size.height == len(shown)  # no reserve left
+
+
+async def test_theme_change_recolours_a_finished_answer():
+    app = _ChatApp()
+    async with app.run_test(size=(70, 30)) as pilot:
+        chat = app.query_one(ChatPane)
+        answer = chat.start_answer(1, "echo", "Some **bold** text and `code`.")
+        chat.end_answer(1)
+        await pilot.pause()
+        before = answer._strips[0]
+        app.theme = "textual-light" if app.theme != "textual-light" else "textual-dark"
+        await pilot.pause()
+        await pilot.pause()
+        after = answer._strips[0]
+        assert after.text == before.text
+        assert after != before, "the answer kept the previous theme's colours"

@@ -32,7 +32,10 @@ class Answer(Widget):
     API, and while streaming it reserves height in steps of `GROW_STEP` lines: a frame that
     only adds text repaints this widget, and the screen is laid out again (the expensive part
     of a Textual frame, ~10 ms here) once per `GROW_STEP` new lines instead of every frame.
-    `finish()` drops the reserve. `source` is the raw text, as received.
+    Blocks that are complete (see `stable_prefix_end`) are rendered once and kept; only the
+    block still arriving is rendered per frame, and only lines that changed are repainted.
+    `finish()` renders the whole text once more and drops the reserve. `source` is the raw
+    text, as received.
 
     (Textual's Markdown widget, tried first, builds a widget per block and re-lays out the
     screen as blocks arrive: most of a core at 30 fps, decode fell to ~0.4 of headless.)
@@ -122,6 +125,14 @@ class Answer(Widget):
 
     def on_mount(self) -> None:
         self.call_after_refresh(self._rerender)
+
+    def notify_style_update(self) -> None:
+        # New styles (a theme switched from the palette): the kept lines carry the old colours.
+        super().notify_style_update()
+        self._frozen_key = ("", 0)
+        self._width = 0
+        if self.is_mounted:
+            self.call_after_refresh(self._rerender)
 
     def on_resize(self) -> None:
         if self.content_size.width != self._width:
