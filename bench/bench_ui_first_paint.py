@@ -66,18 +66,18 @@ def first_paint(cmd: list[str], marker: bytes, cwd: Path, timeout: float = 60.0)
             elif proc.poll() is not None:
                 break
         os.write(master, b"\x11")  # ctrl+q
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-    finally:
-        while True:  # drain so the child never blocks on a full pty
-            try:
-                if not select.select([master], [], [], 0)[0] or not os.read(master, 65536):
+        quit_by = time.perf_counter() + 15
+        while proc.poll() is None and time.perf_counter() < quit_by:
+            # keep reading: a child blocked on a full pty could not exit
+            if select.select([master], [], [], 0.05)[0]:
+                try:
+                    os.read(master, 65536)
+                except OSError:
                     break
-            except OSError:
-                break
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    finally:
         os.close(master)
     if painted is None:
         tail = seen[-1500:].decode("utf-8", "replace")

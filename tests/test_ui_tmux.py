@@ -73,3 +73,24 @@ def test_agx_in_a_real_terminal(git_repo, tmp_path):
         assert status_file.read_text().strip() == "0"
     finally:
         subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+
+
+def test_bad_config_in_a_real_terminal_exits_2_with_the_message(git_repo, tmp_path):
+    """In a terminal the first frame is drawn before agx.toml is validated; a bad config must
+    still end with exit code 2 and the one-line error on the restored terminal, no traceback."""
+    session = f"agx-badcfg-{os.getpid()}"
+    status_file = tmp_path / "exit_status"
+    (git_repo / "agx.toml").write_text("[ui]\nmax_fps = 0\n")
+    command = (f"env -u COLUMNS -u LINES XDG_CONFIG_HOME={tmp_path / 'xdg'} TERM=xterm-256color "
+               f"{sys.executable} -m agx; echo $? > {status_file}; sleep 60")
+    _tmux("new-session", "-d", "-s", session, "-x", "150", "-y", "42", "-c", str(git_repo), command)
+    try:
+        deadline = time.monotonic() + 30
+        while not status_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert status_file.read_text().strip() == "2"
+        screen = _screen(session)
+        assert "agx: config error in" in screen and "ui.max_fps" in screen, screen
+        assert "Traceback" not in screen
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)

@@ -5,9 +5,12 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from agx.config.loader import LoadedConfig, load_config
 from agx.workspace.state_dir import find_repo_root
+
+if TYPE_CHECKING:
+    from agx.config.loader import LoadedConfig
 
 # Exit codes scripts can rely on.
 EXIT_OK = 0
@@ -43,6 +46,8 @@ class CliContext:
     @property
     def loaded(self) -> LoadedConfig:
         if self._loaded is None:
+            from agx.config.loader import load_config  # pydantic: imported when first needed
+
             a = self.args
             self._loaded = load_config(
                 self.base_dir,

@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from pathlib import Path
 
-    from agx.config.loader import ConfigError
+    from agx.config.errors import ConfigError
     from agx.runtime.engine import EngineError
 
     ctx = CliContext(args=args)
@@ -111,7 +111,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _shell(ctx: CliContext) -> int:
-    ctx.config  # validate config before the screen takes over
+    if not (sys.stdin.isatty() and sys.stderr.isatty()):
+        ctx.config  # no terminal to draw on: report a bad config before anything else
     try:
         from agx.ui.app import run_shell
     except ImportError:

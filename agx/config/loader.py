@@ -16,23 +16,13 @@ from typing import Any, Mapping
 
 from pydantic import ValidationError
 
+from agx.config.errors import ConfigError
 from agx.config.schema import AgxConfig
 
 DEFAULTS_FILE = Path(__file__).with_name("defaults.toml")
 ENV_PREFIX = "AGX_"
 # AGX_* variables that are not config keys.
 _ENV_RESERVED = {"AGX_CONFIG", "AGX_HOME"}
-
-
-class ConfigError(Exception):
-    """A configuration problem, phrased for the user: source, key path, expectation."""
-
-    exit_code = 2
-
-    def __init__(self, source: str, key_path: str, expected: str):
-        self.source, self.key_path, self.expected = source, key_path, expected
-        where = f"{source}: {key_path}" if key_path else source
-        super().__init__(f"config error in {where}: {expected}")
 
 
 @dataclass

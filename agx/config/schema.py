@@ -10,7 +10,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-ROLE_NAMES = ("echo", "delta")
+from agx.config.roles import ROLE_NAMES
 
 
 class _Strict(BaseModel):

@@ -20,7 +20,7 @@ import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from textual import on, work
 from textual.app import App, ComposeResult
@@ -28,7 +28,7 @@ from textual.containers import Horizontal, Vertical
 from textual.css.query import NoMatches
 from textual.widgets import Footer, Input
 
-from agx.config.schema import ROLE_NAMES, AgxConfig
+from agx.config.roles import ROLE_NAMES
 from agx.execution import events as ev
 from agx.runtime.engine import CancelToken, ChatRequest, EngineError
 from agx.ui import plan_view as pv
@@ -41,6 +41,9 @@ from agx.ui.messages import (ChatFinished, EngineLoaded, FrameCoalescer, GitChan
 from agx.ui.screens import ConfirmScreen, EditArgsScreen, HelpScreen, NoRepoScreen, PromptScreen
 from agx.ui.widgets import ChatPane, GitPane, PlanPane, StatusBar, TaskPane
 from agx.ui.widgets.status import RoleStatus
+
+if TYPE_CHECKING:
+    from agx.config.schema import AgxConfig
 
 ROUTE_SCHEMA = {
     "type": "object",
@@ -64,19 +67,29 @@ class AgxApp(App[int]):
     COMMANDS = App.COMMANDS | {ShellCommands}
     ENABLE_COMMAND_PALETTE = True
 
-    def __init__(self, config: AgxConfig, pool: Any, repo: Path | None, cwd: Path | None = None, *,
+    def __init__(self, config: AgxConfig | None, pool: Any, repo: Path | None, cwd: Path | None = None, *,
                  resume: bool = False, load_models: bool = True, watch_files: bool = True,
-                 route_messages: bool = True) -> None:
+                 route_messages: bool = True,
+                 configure: Callable[[], tuple[AgxConfig, Any]] | None = None) -> None:
+        """`config` and `pool` as loaded; or None and `configure`, which returns both and is
+        called after the first frame is on screen (`agx` in a terminal: validating agx.toml
+        imports pydantic, ~130 ms the first paint need not wait for). A ConfigError from it
+        ends the app with exit code 2 and the message in `config_error`."""
         super().__init__()
         self.config = config
         self.pool = pool
+        self._configure = configure
+        self.config_error: str | None = None
+        self._configured = threading.Event()  # set once config and pool are there
+        if config is not None or configure is None:
+            self._configured.set()
         self.repo = repo
         self.cwd = cwd or repo or Path.cwd()
         self.resume = resume
         self.load_models = load_models
         self.watch_files = watch_files
         self.route_messages = route_messages
-        self.pacer = FramePacer(config.ui.max_fps, config.ui.render_budget)
+        self.pacer = FramePacer(30, 1.0)  # replaced by the config's values in _apply_config
         self.coalescer = FrameCoalescer()
         self._flush_timer = None
         self._pool_lock = threading.Lock()
@@ -136,7 +149,8 @@ class AgxApp(App[int]):
 
     def effective_keys(self) -> dict[str, str]:
         keys = {a.name: a.key for a in ACTIONS}
-        keys.update({k: v for k, v in self.config.ui.keymap.items() if k in keys})
+        if self.config is not None:
+            keys.update({k: v for k, v in self.config.ui.keymap.items() if k in keys})
         return keys
 
     def on_mount(self) -> None:
@@ -144,6 +158,17 @@ class AgxApp(App[int]):
         # the default 5 ms switch interval each retake can wait behind a busy UI thread, which
         # starves decoding while the screen is busy. A short interval hands the GIL back fast.
         sys.setswitchinterval(0.0005)
+        self.query_one("#input", Input).focus()
+        if self.config is not None:
+            self._apply_config()
+        # Everything else starts after the first frame is on screen: importing llama.cpp in a
+        # loader thread holds the GIL for a while, and the first paint must not wait for it.
+        self.call_after_refresh(self._painted)
+
+    def _apply_config(self) -> None:
+        """What the config decides on screen: frame pacing, keys, the status bar's roles."""
+        ui = self.config.ui
+        self.pacer = FramePacer(ui.max_fps, ui.render_budget)
         problems = check_keymap(self.config.ui.keymap)
         for line in problems:
             self.notify(line, severity="warning", timeout=10)
@@ -158,15 +183,22 @@ class AgxApp(App[int]):
                                             state="loading" if self.load_models else "idle",
                                             load_started=time.monotonic())
         status.refresh_status()
-        self.query_one("#input", Input).focus()
-        # Everything else starts after the first frame is on screen: importing llama.cpp in a
-        # loader thread holds the GIL for a while, and the first paint must not wait for it.
-        self.call_after_refresh(self._painted)
 
     def _painted(self) -> None:
         if self.first_paint_s is not None:
             return
         self.first_paint_s = time.perf_counter() - self._t_start
+        if self.config is None and self._configure is not None:
+            from agx.config.errors import ConfigError
+
+            try:
+                self.config, self.pool = self._configure()
+            except ConfigError as exc:
+                self.config_error = str(exc)
+                self.exit(exc.exit_code)
+                return
+            self._apply_config()
+            self._configured.set()
         if self.repo is None:
             self.push_screen(NoRepoScreen(str(self.cwd)), self._on_no_repo_choice)
         else:
@@ -290,6 +322,7 @@ class AgxApp(App[int]):
                 self.post_message(EngineLoaded(role, False, error=str(exc)))
 
     def _engine(self, role: str):
+        self._configured.wait(timeout=30)  # a message typed before the config was read waits for it
         if self.pool is None:
             raise EngineError("no models in this session")
         with self._pool_lock:
@@ -1114,14 +1147,19 @@ def view_from_record(rec) -> pv.PlanView:
 def run_shell(ctx) -> int:
     """Entry point from `agx` with no command (ctx: agx.cli.context.CliContext)."""
     with _private_terminal():
-        app = AgxApp(ctx.config, ctx.pool, ctx.repo, ctx.cwd, resume=bool(getattr(ctx.args, "resume", False)))
+        # The config is validated after the first frame (see AgxApp.__init__).
+        app = AgxApp(None, None, ctx.repo, ctx.cwd, resume=bool(getattr(ctx.args, "resume", False)),
+                     configure=lambda: (ctx.config, ctx.pool))
         try:
             code = app.run()
         finally:
-            try:
-                ctx.pool.close()
-            except Exception:
-                pass
+            if app.pool is not None:
+                try:
+                    app.pool.close()
+                except Exception:
+                    pass
+    if app.config_error:
+        print(f"agx: {app.config_error}", file=sys.stderr)
     return int(code or 0)
 
 

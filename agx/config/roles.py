@@ -1,0 +1,3 @@
+"""The model roles agx knows (no pydantic here: the shell uses this before the config loads)."""
+
+ROLE_NAMES = ("echo", "delta")
