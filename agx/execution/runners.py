@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Awaitable, Callable
 
 from agx.execution.policy import UnsafePath, resolve_in_worktree
-from agx.workspace.git_isolation import TMP_SUFFIX
+from agx.workspace.files import TMP_SUFFIX, atomic_write
 
 
 class TaskError(Exception):
@@ -336,16 +336,6 @@ async def run_search(ctx: TaskContext) -> RunnerResult:
     return RunnerResult(ctx.output.text)
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
-    tmp = path.with_name(f".{path.name}{TMP_SUFFIX}")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-    os.chmod(tmp, mode)
-    os.replace(tmp, path)
-
-
 async def run_write_file(ctx: TaskContext) -> RunnerResult:
     rel = ctx.args.get("path")
     content = ctx.args.get("content")
@@ -355,7 +345,7 @@ async def run_write_file(ctx: TaskContext) -> RunnerResult:
     if path.is_dir():
         raise TaskError(f"{rel}: is a directory")
     data = content.encode("utf-8")
-    await asyncio.to_thread(_atomic_write, path, data)
+    await asyncio.to_thread(atomic_write, path, data)
     ctx.write(f"wrote {rel} ({len(data)} bytes)\n")
     return RunnerResult(ctx.output.text, changed_paths=[rel])
 
@@ -388,7 +378,7 @@ async def run_edit_file(ctx: TaskContext) -> RunnerResult:
         raise TaskError(f"{rel}: no such file")
     original = (await asyncio.to_thread(path.read_bytes)).decode("utf-8", "surrogateescape")
     updated = apply_edits(original, edits, rel)
-    await asyncio.to_thread(_atomic_write, path, updated.encode("utf-8", "surrogateescape"))
+    await asyncio.to_thread(atomic_write, path, updated.encode("utf-8", "surrogateescape"))
     ctx.write(f"edited {rel} ({len(edits)} edit{'s' if len(edits) != 1 else ''})\n")
     return RunnerResult(ctx.output.text, changed_paths=[rel])
 

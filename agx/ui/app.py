@@ -28,6 +28,7 @@ from textual.containers import Horizontal, Vertical
 from textual.css.query import NoMatches
 from textual.widgets import Footer, Input
 
+from agx.config.errors import ConfigError
 from agx.config.roles import ROLE_NAMES
 from agx.execution import events as ev
 from agx.runtime.engine import CancelToken, ChatRequest, EngineError
@@ -189,8 +190,6 @@ class AgxApp(App[int]):
             return
         self.first_paint_s = time.perf_counter() - self._t_start
         if self.config is None and self._configure is not None:
-            from agx.config.errors import ConfigError
-
             try:
                 self.config, self.pool = self._configure()
             except ConfigError as exc:

@@ -38,9 +38,9 @@ class FramePacer:
         self.budget = render_budget
         self._clock, self._cpu_clock = clock, cpu_clock
         self._contended: set = set()  # keys of generations running now that leave no spare core
-        self._last_wall = self._last_cpu = None
+        self.last_flush: float | None = None  # when the last frame was drawn (wall clock)
+        self._last_cpu = 0.0  # the UI thread's CPU time then
         self.frame_cost_s = 0.0  # smoothed UI-thread CPU per frame
-        self.last_flush = 0.0
 
     # -- what is decoding -------------------------------------------------------------------
     def generation_started(self, key, contended: bool) -> None:
@@ -64,15 +64,16 @@ class FramePacer:
 
     def delay(self) -> float:
         """Seconds to wait before the next frame may be drawn (<= 0: now)."""
+        if self.last_flush is None:
+            return 0.0
         return self.last_flush + self.interval() - self._clock()
 
     def frame_drawn(self) -> None:
         """Call once per drawn frame, on the UI thread."""
         now, cpu = self._clock(), self._cpu_clock()
-        if self._last_wall is not None and now - self._last_wall <= 2 * MAX_INTERVAL_S:
+        if self.last_flush is not None and now - self.last_flush <= 2 * MAX_INTERVAL_S:
             # The UI thread's CPU since the last frame: that frame's layout and compositing plus
             # whatever else ran (a gap longer than any frame interval was idle, not a frame).
             cost = cpu - self._last_cpu
             self.frame_cost_s += _SMOOTHING * (cost - self.frame_cost_s)
-        self._last_wall, self._last_cpu = now, cpu
-        self.last_flush = now
+        self.last_flush, self._last_cpu = now, cpu

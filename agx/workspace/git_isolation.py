@@ -29,10 +29,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from agx.workspace.files import TMP_SUFFIX, atomic_write
 from agx.workspace.state_dir import ensure_state_dir
-
-# agx writes files atomically through a sibling temp file with this suffix, then renames it.
-TMP_SUFFIX = ".agx-tmp"
 
 AGX_IDENTITY = ("agx", "agx@localhost")
 
@@ -191,10 +189,7 @@ class GitIsolation:
         if mode == "120000":
             os.symlink(data.decode(), full)
             return
-        tmp = full.with_name(f".{full.name}{TMP_SUFFIX}")
-        tmp.write_bytes(data)
-        os.chmod(tmp, 0o755 if mode == "100755" else 0o644)
-        os.replace(tmp, full)
+        atomic_write(full, data, 0o755 if mode == "100755" else 0o644)
 
     def _set_index(self, entries: dict[str, tuple[str, str] | None], env: dict | None = None) -> None:
         for path, entry in entries.items():
