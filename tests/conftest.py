@@ -19,6 +19,7 @@ def _isolated_user_config(tmp_path_factory, monkeypatch):
     home = tmp_path_factory.mktemp("xdg")
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home / "config"))
     monkeypatch.setenv("XDG_DATA_HOME", str(home / "data"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(home / "cache"))  # the shell's kept first frames
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # no hub here; resolution must never need it
 
 

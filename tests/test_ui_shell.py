@@ -245,8 +245,8 @@ async def test_outside_a_repo_offers_chat_or_git_init(tmp_path):
     folder.mkdir()
     app = AgxApp(_config(folder), None, None, folder, load_models=False)
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.pause(0.2)
-        assert isinstance(app.screen, NoRepoScreen)
+        # (pushed once the first frame is drawn: wait for it rather than a fixed time)
+        await wait_for(pilot, lambda: isinstance(app.screen, NoRepoScreen), timeout=10, what="the choice")
         await pilot.press("g")
         await pilot.pause(0.2)
         assert app.repo == folder.resolve() and (folder / ".git").is_dir()
@@ -256,7 +256,8 @@ async def test_outside_a_repo_offers_chat_or_git_init(tmp_path):
 async def test_resume_restores_conversation_and_plans(git_repo, tmp_path):
     app = AgxApp(_config(git_repo), None, git_repo, load_models=False)
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.pause(0.2)  # the session log opens right after the first frame
+        # the session log opens right after the first frame
+        await wait_for(pilot, lambda: app.session_log is not None, timeout=10, what="the session log")
         app.session_log.append("chat", role="echo", model="m", adapter=None,
                                messages=[{"role": "system", "content": "s"}, {"role": "user", "content": "hello there"}],
                                response="General Kenobi.", error=None, stats={})

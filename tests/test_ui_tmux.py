@@ -38,7 +38,7 @@ def test_agx_in_a_real_terminal(git_repo, tmp_path):
     session = f"agx-test-{os.getpid()}"
     plan = write_plan(tmp_path)
     status_file = tmp_path / "exit_status"
-    env = f"XDG_CONFIG_HOME={tmp_path / 'xdg'} TERM=xterm-256color"
+    env = f"XDG_CONFIG_HOME={tmp_path / 'xdg'} XDG_CACHE_HOME={tmp_path / 'cache'} TERM=xterm-256color"
     # pytest exports COLUMNS/LINES, which Textual would obey over the real terminal size.
     command = (f"env -u COLUMNS -u LINES {env} {sys.executable} -m agx --set roles.echo.n_ctx=1024 --set roles.delta.n_ctx=1024; "
                f"echo $? > {status_file}; sleep 60")
@@ -81,7 +81,8 @@ def test_bad_config_in_a_real_terminal_exits_2_with_the_message(git_repo, tmp_pa
     session = f"agx-badcfg-{os.getpid()}"
     status_file = tmp_path / "exit_status"
     (git_repo / "agx.toml").write_text("[ui]\nmax_fps = 0\n")
-    command = (f"env -u COLUMNS -u LINES XDG_CONFIG_HOME={tmp_path / 'xdg'} TERM=xterm-256color "
+    command = (f"env -u COLUMNS -u LINES XDG_CONFIG_HOME={tmp_path / 'xdg'} XDG_CACHE_HOME={tmp_path / 'cache'} "
+               f"TERM=xterm-256color "
                f"{sys.executable} -m agx; echo $? > {status_file}; sleep 60")
     _tmux("new-session", "-d", "-s", session, "-x", "150", "-y", "42", "-c", str(git_repo), command)
     try:

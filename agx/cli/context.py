@@ -33,10 +33,13 @@ class CliContext:
     cwd: Path = field(default_factory=Path.cwd)
     _loaded: LoadedConfig | None = None
     _pool: object | None = None
+    _repo_of: tuple[Path, Path | None] | None = None  # (cwd, its repository): asked git once
 
     @property
     def repo(self) -> Path | None:
-        return find_repo_root(self.cwd)
+        if self._repo_of is None or self._repo_of[0] != self.cwd:
+            self._repo_of = (self.cwd, find_repo_root(self.cwd))
+        return self._repo_of[1]
 
     @property
     def base_dir(self) -> Path:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from pathlib import Path
 
 from agx import __version__
 from agx.cli.context import EXIT_INTERRUPTED, EXIT_USAGE, CliContext, CliError
@@ -82,7 +83,6 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser(with_commands=not _opens_the_shell(argv))
     args = parser.parse_args(argv)
-    from pathlib import Path
 
     from agx.config.errors import ConfigError
     from agx.runtime.engine import EngineError
@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         ctx.cwd = Path(args.directory).resolve()
     try:
         if args.command is None:
-            return _shell(ctx)
+            return _shell(ctx, argv)
         return int(args.func(ctx) or 0)
     except ConfigError as exc:
         print(f"agx: {exc}", file=sys.stderr)
@@ -110,12 +110,27 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
 
-def _shell(ctx: CliContext) -> int:
+def _shell(ctx: CliContext, argv: list[str]) -> int:
     if not (sys.stdin.isatty() and sys.stderr.isatty()):
         ctx.config  # no terminal to draw on: report a bad config before anything else
+    from agx.config.paths import DEFAULTS_FILE, user_config_path
+    from agx.ui.instant_frame import FrameCache, hold_terminal
+
+    extra = [Path(ctx.args.config)] if getattr(ctx.args, "config", None) else []
+    frames = FrameCache.for_start(ctx.cwd, argv, [DEFAULTS_FILE, user_config_path(),
+                                                   ctx.base_dir / "agx.toml", *extra])
+    # Keys typed from now on wait for the shell; last start's first frame is on screen while
+    # Textual loads (see agx/ui/instant_frame.py).
+    held = hold_terminal(frames)
     try:
-        from agx.ui.app import run_shell
-    except ImportError:
-        build_parser().print_help()
-        return 0
-    return run_shell(ctx)
+        try:
+            from agx.ui.app import run_shell
+        except ImportError:
+            if held:
+                held.release()
+            build_parser().print_help()
+            return 0
+        return run_shell(ctx, frames=frames, held=held)
+    finally:
+        if held:
+            held.release()  # no-op once Textual has the terminal

@@ -17,9 +17,9 @@ from typing import Any, Mapping
 from pydantic import ValidationError
 
 from agx.config.errors import ConfigError
+from agx.config.paths import DEFAULTS_FILE, user_config_path
 from agx.config.schema import AgxConfig
 
-DEFAULTS_FILE = Path(__file__).with_name("defaults.toml")
 ENV_PREFIX = "AGX_"
 # AGX_* variables that are not config keys.
 _ENV_RESERVED = {"AGX_CONFIG", "AGX_HOME"}
@@ -42,13 +42,6 @@ class LoadedConfig:
             if path[:n] in self.origin:
                 return self.origin[path[:n]]
         return "built-in defaults"
-
-
-def user_config_path() -> Path:
-    if os.environ.get("AGX_CONFIG"):
-        return Path(os.environ["AGX_CONFIG"]).expanduser()
-    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
-    return Path(base) / "agx" / "agx.toml"
 
 
 def read_toml(path: Path, *, required: bool) -> dict[str, Any] | None:

@@ -82,6 +82,8 @@ class UIConfig(_Strict):
     # Share of one CPU core the shell's drawing may use while a local model decodes with no
     # core to spare (frames are spaced out to stay under it; 1.0 turns the limit off).
     render_budget: float = Field(0.06, gt=0, le=1)
+    # Show the last start's first frame while Python loads the shell (ui/instant_frame.py).
+    instant_frame: bool = True
 
 
 class ProfileConfig(_Strict):

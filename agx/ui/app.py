@@ -35,6 +35,7 @@ from agx.runtime.engine import CancelToken, ChatRequest, EngineError
 from agx.ui import plan_view as pv
 from agx.ui.commands import ShellCommands
 from agx.ui.gitview import GitSnapshot, snapshot
+from agx.ui.instant_frame import FrameCache, HeldTerminal, handover_driver
 from agx.ui.keymap import ACTIONS, bindings, check_keymap
 from agx.ui.pacing import FramePacer, has_spare_core
 from agx.ui.messages import (ChatFinished, EngineLoaded, FrameCoalescer, GitChanged, PlanEventArrived,
@@ -71,12 +72,15 @@ class AgxApp(App[int]):
     def __init__(self, config: AgxConfig | None, pool: Any, repo: Path | None, cwd: Path | None = None, *,
                  resume: bool = False, load_models: bool = True, watch_files: bool = True,
                  route_messages: bool = True,
-                 configure: Callable[[], tuple[AgxConfig, Any]] | None = None) -> None:
+                 configure: Callable[[], tuple[AgxConfig, Any]] | None = None,
+                 frames: FrameCache | None = None) -> None:
         """`config` and `pool` as loaded; or None and `configure`, which returns both and is
         called after the first frame is on screen (`agx` in a terminal: validating agx.toml
         imports pydantic, ~130 ms the first paint need not wait for). A ConfigError from it
-        ends the app with exit code 2 and the message in `config_error`."""
+        ends the app with exit code 2 and the message in `config_error`. `frames`: where the
+        first frame is kept for the next start's instant frame (ui/instant_frame.py)."""
         super().__init__()
+        self.frames = frames
         self.config = config
         self.pool = pool
         self._configure = configure
@@ -159,7 +163,9 @@ class AgxApp(App[int]):
         # the default 5 ms switch interval each retake can wait behind a busy UI thread, which
         # starves decoding while the screen is busy. A short interval hands the GIL back fast.
         sys.setswitchinterval(0.0005)
-        self.query_one("#input", Input).focus()
+        # Focus now, not with focus() (a queued callback): keys typed while the shell started
+        # are already in the message queue ahead of it, and with no focused widget they are lost.
+        self.screen.set_focus(self.query_one("#input", Input))
         if self.config is not None:
             self._apply_config()
         # Everything else starts after the first frame is on screen: importing llama.cpp in a
@@ -189,6 +195,7 @@ class AgxApp(App[int]):
         if self.first_paint_s is not None:
             return
         self.first_paint_s = time.perf_counter() - self._t_start
+        first_frame = self._full_frame() if self.frames is not None else None
         if self.config is None and self._configure is not None:
             try:
                 self.config, self.pool = self._configure()
@@ -198,12 +205,33 @@ class AgxApp(App[int]):
                 return
             self._apply_config()
             self._configured.set()
+        if self.frames is not None:
+            self._keep_first_frame(first_frame)
         if self.repo is None:
             self.push_screen(NoRepoScreen(str(self.cwd)), self._on_no_repo_choice)
         else:
             self._open_session()
         if self.load_models:
             self._load_models()
+
+    def _full_frame(self) -> str | None:
+        """The bytes Textual writes to draw the whole screen as it is now (what App._display
+        writes for a full update; export_screenshot renders the same compositor update)."""
+        try:
+            return self.screen._compositor.render_update(full=True).render_segments(self.console)
+        except Exception:  # Textual internals moved: the next start just has no instant frame
+            return None
+
+    def _keep_first_frame(self, frame: str | None) -> None:
+        frames, (columns, rows) = self.frames, self.size
+        if not self.config.ui.instant_frame:
+            frames.forget()
+        elif frame and not self.query_one("#input", Input).value:
+            # (With keys typed during the start the frame shows them: the next start would
+            # show them too, so the earlier frame stays.)
+            # Written off the event loop: the disk may be slow, and the user is typing now.
+            threading.Thread(target=frames.store, args=(columns, rows, frame),
+                             name="agx-keep-frame", daemon=True).start()
 
     # -- start-up ---------------------------------------------------------------------------
     def _on_no_repo_choice(self, choice: str | None) -> None:
@@ -1143,12 +1171,20 @@ def view_from_record(rec) -> pv.PlanView:
     return view
 
 
-def run_shell(ctx) -> int:
-    """Entry point from `agx` with no command (ctx: agx.cli.context.CliContext)."""
+def run_shell(ctx, frames: FrameCache | None = None, held: HeldTerminal | None = None) -> int:
+    """Entry point from `agx` with no command (ctx: agx.cli.context.CliContext). `frames` keeps
+    this start's first frame for the next; `held`: the terminal with the last one on it."""
     with _private_terminal():
         # The config is validated after the first frame (see AgxApp.__init__).
         app = AgxApp(None, None, ctx.repo, ctx.cwd, resume=bool(getattr(ctx.args, "resume", False)),
-                     configure=lambda: (ctx.config, ctx.pool))
+                     configure=lambda: (ctx.config, ctx.pool), frames=frames)
+        if held is not None:
+            from textual.drivers.linux_driver import LinuxDriver
+
+            if issubclass(app.driver_class, LinuxDriver):
+                app.driver_class = handover_driver(app.driver_class, held)
+            else:  # a driver chosen by TEXTUAL_DRIVER: let it start from a clean terminal
+                held.release()
         try:
             code = app.run()
         finally:
