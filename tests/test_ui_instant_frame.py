@@ -215,8 +215,8 @@ def test_the_key_follows_everything_the_first_frame_depends_on(tmp_path):
 def test_frames_are_kept_whole_pruned_and_never_raise(tmp_path):
     cache = FrameCache(tmp_path / "frames", "fp")
     assert cache.load(80, 24) is None
-    cache.store(80, 24, "frame one ✓")
-    assert cache.load(80, 24) == "frame one ✓"
+    cache.store(80, 24, "frame one ✓\r\n\x1b[2;1Hline\r")
+    assert cache.load(80, 24) == "frame one ✓\r\n\x1b[2;1Hline\r"  # byte for byte
     assert not list(cache.directory.glob(".*.tmp"))  # written beside, then renamed over
     old = time.time_ns() - 1000 * 10**9
     os.utime(cache.path(80, 24), ns=(old, old))

@@ -80,7 +80,8 @@ class FrameCache:
 
     def load(self, columns: int, rows: int) -> str | None:
         try:
-            return self.path(columns, rows).read_text(encoding="utf-8")
+            # bytes, then decode: text mode would turn a "\r" of the frame into "\n"
+            return self.path(columns, rows).read_bytes().decode("utf-8")
         except (OSError, UnicodeDecodeError):
             return None
 
@@ -92,7 +93,7 @@ class FrameCache:
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
             tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-            tmp.write_text(frame, encoding="utf-8")
+            tmp.write_bytes(frame.encode("utf-8"))
             os.replace(tmp, target)
         except OSError:
             return  # a full disk or read-only home costs only the instant frame
