@@ -227,10 +227,10 @@ class AgxApp(App[int]):
         if not self.config.ui.instant_frame:
             frames.forget()
         elif frame and not self.query_one("#input", Input).value:
-            # (With keys typed during the start the frame shows them: the next start would
-            # show them too, so the earlier frame stays.)
-            # Written off the event loop: the disk may be slow, and the user is typing now. Not
-            # a daemon: a quit right after the start still waits the few ms the write takes.
+            # (Keys typed during the start are in this frame, and the next start would show
+            # them: then the earlier frame stays.) Written off the event loop: the disk may be
+            # slow, and the user is typing now. Not a daemon: a quit right after the start
+            # still waits the few ms the write takes.
             threading.Thread(target=frames.store, args=(columns, rows, frame), name="agx-keep-frame").start()
 
     # -- start-up ---------------------------------------------------------------------------

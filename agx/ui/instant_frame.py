@@ -19,9 +19,9 @@ This module uses the standard library only: it runs before anything heavy is imp
 
 from __future__ import annotations
 
-import hashlib
 import os
 import sys
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -72,7 +72,11 @@ class FrameCache:
                   if k in _ENV_NAMES or k.startswith(_ENV_PREFIXES)]
         parts += [_stamp(p) for p in config_files]
         parts += [_stamp(p) for p in sorted(_ui_files())]
-        digest = hashlib.sha256("\n".join(parts).encode("utf-8", "surrogateescape")).hexdigest()[:32]
+        parts.append(_stamp(_textual_init()))  # a Textual upgrade may draw differently
+        data = "\n".join(parts).encode("utf-8", "surrogateescape")
+        # Two checksums, 64 bits: enough to tell ~24 kept frames apart; hashlib would add ~5 ms
+        # of imports to every start.
+        digest = f"{zlib.crc32(data):08x}{zlib.adler32(data):08x}"
         return cls(frame_cache_dir(environ), digest)
 
     def path(self, columns: int, rows: int) -> Path:
@@ -90,13 +94,17 @@ class FrameCache:
         target = self.path(columns, rows)
         if self.load(columns, rows) == frame:
             return
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
-            tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
             tmp.write_bytes(frame.encode("utf-8"))
             os.replace(tmp, target)
-        except OSError:
-            return  # a full disk or read-only home costs only the instant frame
+        except OSError:  # a full disk or read-only home costs only the instant frame
+            try:
+                tmp.unlink()
+            except OSError:
+                pass
+            return
         self._prune()
 
     def forget(self, columns: int | None = None, rows: int | None = None) -> None:
@@ -118,6 +126,16 @@ class FrameCache:
                 old.unlink()
             except OSError:
                 pass
+
+
+def _textual_init() -> Path:
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec("textual")  # finds, does not import
+    except (ImportError, ValueError):
+        spec = None
+    return Path(spec.origin) if spec is not None and spec.origin else Path("textual-not-found")
 
 
 def _ui_files() -> list[Path]:
@@ -185,6 +203,8 @@ def hold_terminal(cache: FrameCache, fd: int | None = None) -> HeldTerminal | No
     # No echo (typed keys would land on the frame, or in the shell's scrollback) and no line
     # buffering (keys wait in the queue as they are); ISIG stays: ctrl+c interrupts a slow start.
     quiet[3] &= ~(termios.ECHO | termios.ICANON | termios.IEXTEN)
+    # ...but no ctrl+z: a start stopped now would leave the frame over the user's prompt.
+    quiet[6][termios.VSUSP] = b"\0" if isinstance(quiet[6][termios.VSUSP], bytes) else 0
     try:
         termios.tcsetattr(0, termios.TCSANOW, quiet)
     except termios.error:
