@@ -185,6 +185,9 @@ async def test_quit_while_running_asks_then_cancels(git_repo, tmp_path):
         await pilot.press("a")
         await wait_for(pilot, lambda: app.plan.tasks["slow"].status == pv.RUNNING, timeout=30, what="the task to start")
         plan_id = app.plan.plan_id
+        await wait_for(pilot, lambda: PlanStore(git_repo).load(plan_id).tasks["slow"].get("pgid"), timeout=30,
+                       what="the task's process")
+        pgid = int(PlanStore(git_repo).load(plan_id).tasks["slow"]["pgid"])
         await pilot.press("ctrl+q")
         assert isinstance(app.screen, ConfirmScreen)
         await pilot.press("n")  # keep running
@@ -196,8 +199,25 @@ async def test_quit_while_running_asks_then_cancels(git_repo, tmp_path):
     assert rec.state == "cancelled" and rec.tasks["slow"]["status"] == "cancelled"
     assert subprocess.run(["git", "rev-parse", "--verify", f"agx/{plan_id}"], cwd=git_repo,
                           capture_output=True).returncode == 0, "the plan branch stays inspectable"
-    out = subprocess.run(["pgrep", "-f", "sleep 120"], capture_output=True, text=True).stdout.split()
-    assert not [p for p in out if int(p) != os.getpid()], "the task's process must be killed"
+    # Its whole process group got SIGKILL; the kernel finishes tearing it down a moment later.
+    deadline = time.monotonic() + 5
+    while _live_members(pgid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _live_members(pgid), "the task's processes must be killed"
+
+
+def _live_members(pgid: int) -> list[int]:
+    """Processes of group `pgid` that are not zombies (a zombie is dead, only not yet reaped)."""
+    import psutil
+
+    alive = []
+    for proc in psutil.process_iter(["status"]):
+        try:
+            if os.getpgid(proc.pid) == pgid and proc.info["status"] != psutil.STATUS_ZOMBIE:
+                alive.append(proc.pid)
+        except (ProcessLookupError, psutil.Error):
+            pass
+    return alive
 
 
 async def test_keymap_override_help_and_palette(git_repo, tmp_path):
