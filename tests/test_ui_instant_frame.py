@@ -135,14 +135,28 @@ def test_second_start_shows_the_kept_frame_at_once_and_keeps_early_keys(git_repo
         assert typed_before_textual, "the test must type while only the kept frame is up"
         # What Textual draws after the kept frame shows the keys typed meanwhile in the input.
         second.wait_for(lambda: "hello" in _visible(second.out[len(frame):]), 30, "the typed keys")
-        # Textual must not enter the alternate screen again: that would clear the frame.
-        assert second.out.count(ENTER_ALT_SCREEN.encode()) == 1
         assert second.quit() == 0
-        assert LEAVE_ALT_SCREEN.encode() in second.out
-        # The terminal is left in the modes it had before agx started (echo, line editing).
-        assert second.terminal_attrs()[3] == second.attrs_at_start[3]
     finally:
         second.close()
+
+    # Fourth start: a whole message typed and sent (Enter) while only the kept frame is up is
+    # sent once the shell reads it, waits for the model, and Echo answers it (session log).
+    third = PtyProcess(cmd, git_repo, env)
+    try:
+        third.wait_for(lambda: frame in third.out, 30, "the kept frame")
+        typed_before_textual = TEXTUAL_STARTED not in third.out
+        third.type("say hi\r")
+        assert typed_before_textual, "the test must type while only the kept frame is up"
+        third.wait_for(lambda: any('"say hi"' in p.read_text() for p in (git_repo / ".agx" / "sessions").glob("*.jsonl"))
+                       if (git_repo / ".agx" / "sessions").is_dir() else False, 120, "Echo's answer in the session log")
+        # Textual must not enter the alternate screen again: that would clear the frame.
+        assert third.out.count(ENTER_ALT_SCREEN.encode()) == 1
+        assert third.quit() == 0
+        assert LEAVE_ALT_SCREEN.encode() in third.out
+        # The terminal is left in the modes it had before agx started (echo, line editing, ...).
+        assert third.terminal_attrs() == third.attrs_at_start
+    finally:
+        third.close()
 
 
 _HOLD_SCRIPT = textwrap.dedent("""
@@ -150,13 +164,15 @@ _HOLD_SCRIPT = textwrap.dedent("""
     from pathlib import Path
     from agx.ui.instant_frame import FrameCache, hold_terminal
     held = hold_terminal(FrameCache(Path(sys.argv[1]), "fingerprint"))
-    lflag = termios.tcgetattr(0)[3]
-    os.write(2, f"HELD echo={bool(lflag & termios.ECHO)} icanon={bool(lflag & termios.ICANON)} "
+    iflag, lflag = termios.tcgetattr(0)[0], termios.tcgetattr(0)[3]
+    os.write(2, f"HELD icrnl={bool(iflag & termios.ICRNL)} ixon={bool(iflag & termios.IXON)} "
+                f"echo={bool(lflag & termios.ECHO)} icanon={bool(lflag & termios.ICANON)} "
                 f"isig={bool(lflag & termios.ISIG)} susp={termios.tcgetattr(0)[6][termios.VSUSP]!r} "
                 f"shown={held.frame_shown}|".encode())
     held.release()
-    lflag = termios.tcgetattr(0)[3]
-    os.write(2, f"RELEASED echo={bool(lflag & termios.ECHO)} icanon={bool(lflag & termios.ICANON)} "
+    iflag, lflag = termios.tcgetattr(0)[0], termios.tcgetattr(0)[3]
+    os.write(2, f"RELEASED icrnl={bool(iflag & termios.ICRNL)} ixon={bool(iflag & termios.IXON)} "
+                f"echo={bool(lflag & termios.ECHO)} icanon={bool(lflag & termios.ICANON)} "
                 f"susp={termios.tcgetattr(0)[6][termios.VSUSP]!r}|".encode())
 """)
 
@@ -172,11 +188,12 @@ def test_hold_terminal_quiets_the_terminal_and_release_restores_it(tmp_path, kep
         child.pump(0.1)
         out = child.out.decode()
         # ctrl+c still interrupts a slow start; ctrl+z does not stop it with the frame up
-        assert "HELD echo=False icanon=False isig=True susp=b'\\x00'" in out
-        assert "RELEASED echo=True icanon=True susp=b'\\x1a'" in out
+        # Enter queued as "\r", ctrl+q as a key (not flow control), as Textual will read them
+        assert "HELD icrnl=False ixon=False echo=False icanon=False isig=True susp=b'\\x00'" in out
+        assert "RELEASED icrnl=True ixon=True echo=True icanon=True susp=b'\\x1a'" in out
         if kept:
             assert out.startswith(ENTER_ALT_SCREEN + HIDE_CURSOR + "\x1b[1;1HKEPT FRAME")
-            assert "shown=True" in out and LEAVE_ALT_SCREEN + "RELEASED echo=True" in out
+            assert "shown=True" in out and LEAVE_ALT_SCREEN + "RELEASED icrnl=True" in out
         else:
             assert "shown=False" in out and ENTER_ALT_SCREEN not in out and LEAVE_ALT_SCREEN not in out
         assert child.proc.returncode == 0
@@ -187,7 +204,7 @@ def test_hold_terminal_quiets_the_terminal_and_release_restores_it(tmp_path, kep
 def test_hold_terminal_does_nothing_without_a_terminal(tmp_path):
     cache = FrameCache(tmp_path / "frames", "fingerprint")
     cache.store(COLUMNS, ROWS, "KEPT FRAME")
-    out = subprocess.run([sys.executable, "-c", _HOLD_SCRIPT.split("lflag")[0] + "print(held)", str(cache.directory)],
+    out = subprocess.run([sys.executable, "-c", _HOLD_SCRIPT.split("iflag, lflag")[0] + "print(held)", str(cache.directory)],
                          capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=60)
     assert out.returncode == 0 and out.stdout.strip() == "None" and "KEPT" not in out.stderr
 

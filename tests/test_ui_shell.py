@@ -260,6 +260,17 @@ async def test_bad_input_is_one_line_error(git_repo, tmp_path):
         assert app.plan is None
 
 
+async def test_ctrl_j_sends_like_enter(git_repo):
+    """ctrl+j is what an Enter typed before agx set the terminal's modes arrives as ("\n")."""
+    app = AgxApp(_config(git_repo), None, git_repo, load_models=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press(*"/frobnicate", "ctrl+j")
+        await pilot.pause(0.1)
+        errors = [str(w.render()) for w in app.chat.query("Notice.error")]
+        assert len(errors) == 1 and "unknown command /frobnicate" in errors[0]
+        assert app.query_one("#input").value == ""
+
+
 async def test_outside_a_repo_offers_chat_or_git_init(tmp_path):
     folder = tmp_path / "plain"
     folder.mkdir()

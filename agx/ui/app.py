@@ -41,7 +41,7 @@ from agx.ui.pacing import FramePacer, has_spare_core
 from agx.ui.messages import (ChatFinished, EngineLoaded, FrameCoalescer, GitChanged, PlanEventArrived,
                              PlanningEnded, RouteDecided, TextPending, WorkDone)
 from agx.ui.screens import ConfirmScreen, EditArgsScreen, HelpScreen, NoRepoScreen, PromptScreen
-from agx.ui.widgets import ChatPane, GitPane, PlanPane, StatusBar, TaskPane
+from agx.ui.widgets import ChatPane, GitPane, MessageInput, PlanPane, StatusBar, TaskPane
 from agx.ui.widgets.status import RoleStatus
 
 if TYPE_CHECKING:
@@ -120,7 +120,7 @@ class AgxApp(App[int]):
         with Horizontal(id="main"):
             with Vertical(id="left"):
                 yield ChatPane(id="chat")
-                yield Input(placeholder="Message Echo · /plan <request> · /run-plan FILE · esc: to the plan · ? help",
+                yield MessageInput(placeholder="Message Echo · /plan <request> · /run-plan FILE · esc: to the plan · ? help",
                             id="input")
             with Vertical(id="right"):
                 yield PlanPane(id="plan")

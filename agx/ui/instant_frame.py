@@ -203,6 +203,10 @@ def hold_terminal(cache: FrameCache, fd: int | None = None) -> HeldTerminal | No
     # No echo (typed keys would land on the frame, or in the shell's scrollback) and no line
     # buffering (keys wait in the queue as they are); ISIG stays: ctrl+c interrupts a slow start.
     quiet[3] &= ~(termios.ECHO | termios.ICANON | termios.IEXTEN)
+    # Keys must reach the shell as typed, as Textual's own modes would take them: Enter as "\r"
+    # (ICRNL would queue it as "\n", ctrl+j, and an early message would not be sent) and
+    # ctrl+q/ctrl+s as keys, not flow control (IXON would swallow an early ctrl+q).
+    quiet[0] &= ~(termios.ICRNL | termios.INLCR | termios.IGNCR | termios.IXON | termios.IXOFF)
     # ...but no ctrl+z: a start stopped now would leave the frame over the user's prompt.
     quiet[6][termios.VSUSP] = b"\0" if isinstance(quiet[6][termios.VSUSP], bytes) else 0
     try:

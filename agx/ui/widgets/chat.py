@@ -12,7 +12,16 @@ from textual.containers import VerticalScroll
 from textual.geometry import Region
 from textual.strip import Strip
 from textual.widget import Widget
-from textual.widgets import Static
+from textual.binding import Binding
+from textual.widgets import Input, Static
+
+
+class MessageInput(Input):
+    """The message line. ctrl+j sends like Enter, as readline's accept-line does; it also
+    catches an Enter typed in the first instant of a start, before agx has set the terminal's
+    modes: the terminal queues it as "\n", which Textual reads as ctrl+j."""
+
+    BINDINGS = [Binding("ctrl+j", "submit", "Send", show=False)]
 
 
 class UserTurn(Static):
