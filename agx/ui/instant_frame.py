@@ -7,10 +7,10 @@ in the same terminal size, directory, config and agx code writes them at once
 (`hold_terminal`), ~80 ms after the process starts. Textual then takes over the screen
 (`handover_driver`) and its own first frame lands on the same picture.
 
-Nothing a person types is lost or scribbled over: while the cached frame is up the terminal
-does not echo and does not wait for Enter, so keys stay in the terminal's input queue until
-Textual reads them (it switches modes with TCSANOW, which keeps the queue). ctrl+c still
-interrupts. Whatever ends the start before Textual has the terminal, `HeldTerminal.release`
+Nothing a person types is lost or scribbled over: from the start on (frame or not) the terminal
+does not echo, does not wait for Enter and translates nothing, so keys stay in its input queue,
+as typed, until Textual reads them (it switches modes with TCSANOW, which keeps the queue).
+ctrl+c still interrupts. Whatever ends the start before Textual has the terminal, `HeldTerminal.release`
 restores the terminal exactly as it was. `ui.instant_frame = false` in agx.toml turns it off
 (the shell then deletes the kept frame, so the next start has none to show).
 
