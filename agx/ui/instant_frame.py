@@ -155,8 +155,6 @@ class HeldTerminal:
 
     fd: int
     original_attrs: list
-    columns: int
-    rows: int
     frame_shown: bool = False
     skip_alt_screen: bool = False  # Textual's own "enter the alternate screen" would clear it
     handed_over: bool = field(default=False)
@@ -213,7 +211,7 @@ def hold_terminal(cache: FrameCache, fd: int | None = None) -> HeldTerminal | No
         termios.tcsetattr(0, termios.TCSANOW, quiet)
     except termios.error:
         return None
-    held = HeldTerminal(fd=fd, original_attrs=original, columns=columns, rows=rows)
+    held = HeldTerminal(fd=fd, original_attrs=original)
     frame = cache.load(columns, rows)
     if frame:
         held.frame_shown = held.skip_alt_screen = True
