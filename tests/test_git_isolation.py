@@ -231,3 +231,15 @@ def test_commit_skips_paths_gone_by_commit_time(git_repo):
     assert git(wt, "show", "--name-status", "--format=", sha).split("\n") == ["D\tREADME.md", "A\tmade.txt"]
     # Nothing left that can be added: no commit, no error.
     assert asyncio.run(committer.commit("task t", [".x.agx-tmp", "vanished.txt"], set())) is None
+
+
+def test_atomic_write_that_fails_leaves_no_temp_file(tmp_path):
+    from agx.workspace.files import TMP_SUFFIX, atomic_write
+
+    target = tmp_path / "taken"
+    target.mkdir()
+    (target / "inside").write_text("a folder cannot be renamed over")
+    with pytest.raises(OSError):
+        atomic_write(target, b"data")
+    assert (target / "inside").read_text() == "a folder cannot be renamed over"
+    assert not list(tmp_path.glob(f".*{TMP_SUFFIX}"))

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from agx.workspace.files import TMP_SUFFIX
 from agx.ui.instant_frame import (ENTER_ALT_SCREEN, HIDE_CURSOR, KEEP_FRAMES, LEAVE_ALT_SCREEN, FrameCache,
                                   frame_cache_dir)
 
@@ -237,7 +238,7 @@ def test_frames_are_kept_whole_pruned_and_never_raise(tmp_path):
     assert cache.load(80, 24) is None
     cache.store(80, 24, "frame one ✓\r\n\x1b[2;1Hline\r")
     assert cache.load(80, 24) == "frame one ✓\r\n\x1b[2;1Hline\r"  # byte for byte
-    assert not list(cache.directory.glob(".*.tmp"))  # written beside, then renamed over
+    assert not list(cache.directory.glob(f".*{TMP_SUFFIX}"))  # written beside, then renamed over
     old = time.time_ns() - 1000 * 10**9
     os.utime(cache.path(80, 24), ns=(old, old))
     for width in range(KEEP_FRAMES + 5):

@@ -9,8 +9,15 @@ from pathlib import Path
 DEFAULTS_FILE = Path(__file__).with_name("defaults.toml")
 
 
+def xdg_agx_dir(variable: str, fallback: str, environ=None) -> Path:
+    """agx's folder under an XDG base directory: $variable/agx, or ~/fallback/agx when the
+    variable is unset or empty (XDG_CONFIG_HOME/.config, XDG_DATA_HOME/.local/share,
+    XDG_CACHE_HOME/.cache)."""
+    environ = os.environ if environ is None else environ
+    return Path(environ.get(variable) or os.path.join(os.path.expanduser("~"), fallback)) / "agx"
+
+
 def user_config_path() -> Path:
     if os.environ.get("AGX_CONFIG"):
         return Path(os.environ["AGX_CONFIG"]).expanduser()
-    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
-    return Path(base) / "agx" / "agx.toml"
+    return xdg_agx_dir("XDG_CONFIG_HOME", ".config") / "agx.toml"

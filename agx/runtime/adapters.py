@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from agx.config.paths import xdg_agx_dir
 from agx.config.schema import ROLE_NAMES, AgxConfig
 from agx.runtime.engine import EngineError
 from agx.runtime.gguf_info import GGUFError, GGUFInfo, read_gguf_info
@@ -27,8 +28,7 @@ def adapters_dir(config: AgxConfig) -> Path:
         return Path(config.adapters_dir).expanduser()
     if _SOURCE_ADAPTERS_DIR.is_dir():
         return _SOURCE_ADAPTERS_DIR
-    data = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
-    return Path(data) / "agx" / "adapters"
+    return xdg_agx_dir("XDG_DATA_HOME", ".local/share") / "adapters"
 
 
 def resolve_adapter(name_or_path: str, config: AgxConfig, repo_dir: Path | None = None) -> Path:

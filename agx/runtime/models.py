@@ -13,6 +13,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from agx.config.paths import xdg_agx_dir
 from agx.config.schema import AgxConfig
 from agx.runtime.bundled import BUNDLED_SPEC, bundled_model_path
 
@@ -47,8 +48,7 @@ def models_dir(config: AgxConfig) -> Path:
         return Path(config.models_dir).expanduser()
     if _SOURCE_MODELS_DIR.is_dir():  # running from a source checkout: its models/ folder
         return _SOURCE_MODELS_DIR
-    data = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
-    return Path(data) / "agx" / "models"
+    return xdg_agx_dir("XDG_DATA_HOME", ".local/share") / "models"
 
 
 def parse_hf_spec(spec: str) -> tuple[str, str]:

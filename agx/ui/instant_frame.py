@@ -25,6 +25,9 @@ import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from agx.config.paths import xdg_agx_dir
+from agx.workspace.files import atomic_write
+
 ENTER_ALT_SCREEN = "\x1b[?1049h"
 LEAVE_ALT_SCREEN = "\x1b[?1049l"
 HIDE_CURSOR = "\x1b[?25l"
@@ -38,9 +41,7 @@ _UI_DIR = Path(__file__).resolve().parent
 
 
 def frame_cache_dir(environ=None) -> Path:
-    environ = os.environ if environ is None else environ
-    base = environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "agx" / "frames"
+    return xdg_agx_dir("XDG_CACHE_HOME", ".cache", environ) / "frames"
 
 
 def _stamp(path: Path) -> str:
@@ -94,16 +95,9 @@ class FrameCache:
         target = self.path(columns, rows)
         if self.load(columns, rows) == frame:
             return
-        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
         try:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            tmp.write_bytes(frame.encode("utf-8"))
-            os.replace(tmp, target)
+            atomic_write(target, frame.encode("utf-8"))
         except OSError:  # a full disk or read-only home costs only the instant frame
-            try:
-                tmp.unlink()
-            except OSError:
-                pass
             return
         self._prune()
 

@@ -1,4 +1,4 @@
-"""Writing files in a worktree the way agx's tasks and git isolation both need: atomically.
+"""Writing files atomically, as agx's tasks, git isolation and the shell's frame cache need.
 
 A file is written to a sibling temp file (`.<name>` + TMP_SUFFIX) and renamed over the target,
 so a reader never sees half a file. Parallel tasks share one worktree, so change tracking must
@@ -20,7 +20,14 @@ def atomic_write(path: Path, data: bytes, mode: int | None = None) -> None:
     if mode is None:
         mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
     tmp = path.with_name(f".{path.name}{TMP_SUFFIX}")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-    os.chmod(tmp, mode)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:  # a full disk, say: leave no half-written temp file behind
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+        raise
