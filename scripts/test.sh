@@ -13,9 +13,7 @@ if ! command -v tmux >/dev/null 2>&1; then
   fi
 fi
 
-PY=${PYTHON:-python3}
-[ -x .venv/bin/python ] || "$PY" -m venv .venv
-export PIP_DISABLE_PIP_VERSION_CHECK=1
-# llama-cpp-python builds from source here (~6 min the first time; pip caches the wheel).
-.venv/bin/python -m pip install -q -e '.[test]'
+# The same install a user runs: a llama.cpp build with only the instruction sets this machine
+# executes (~6 min the first time; the wheel is kept per build flags in ~/.cache/agx/wheels).
+scripts/install.sh --venv .venv --extras test
 exec .venv/bin/python -m pytest -q "$@"

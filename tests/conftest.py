@@ -21,6 +21,8 @@ def _isolated_user_config(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("XDG_DATA_HOME", str(home / "data"))
     monkeypatch.setenv("XDG_CACHE_HOME", str(home / "cache"))  # the shell's kept first frames
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # no hub here; resolution must never need it
+    # One llama.cpp build check per suite (agx/runtime/build_check.py), not one per test's cache.
+    monkeypatch.setenv("AGX_BUILD_CHECK_FILE", str(tmp_path_factory.getbasetemp() / "build-check.json"))
 
 
 @pytest.fixture(scope="session")

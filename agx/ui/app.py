@@ -31,6 +31,7 @@ from textual.widgets import Footer, Input
 from agx.config.errors import ConfigError
 from agx.config.roles import ROLE_NAMES
 from agx.execution import events as ev
+from agx.runtime.build_check import BuildUnusableError
 from agx.runtime.engine import CancelToken, ChatRequest, EngineError
 from agx.ui import plan_view as pv
 from agx.ui.commands import ShellCommands
@@ -345,6 +346,9 @@ class AgxApp(App[int]):
             try:
                 engine.wait_loaded()
                 self.post_message(EngineLoaded(role, True, seconds=engine.load_seconds or 0.0))
+            except BuildUnusableError as exc:
+                self.post_message(EngineLoaded(role, False, error=str(exc), fatal=True))
+                return
             except EngineError as exc:
                 self.post_message(EngineLoaded(role, False, error=str(exc)))
 
@@ -378,6 +382,10 @@ class AgxApp(App[int]):
         rs.state = "ready" if msg.ok else "error"
         rs.load_s, rs.error = msg.seconds, msg.error
         status.refresh_status()
+        if msg.fatal:
+            self.config_error = msg.error  # printed after the terminal is restored
+            self.exit(1)
+            return
         if not msg.ok:
             self.chat.add_notice(f"{msg.role}: {msg.error}", "error")
 

@@ -60,6 +60,7 @@ class EngineLoaded(Message):
     ok: bool
     seconds: float = 0.0
     error: str | None = None
+    fatal: bool = False  # the llama.cpp build cannot run here: the shell exits 1 with the error
 
 
 @dataclass
