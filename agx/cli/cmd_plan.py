@@ -88,6 +88,10 @@ def run(ctx: CliContext) -> int:
     args = ctx.args
     request = _read_request(args)
     catalogue = _load_catalogue(args.catalogue)
+    if args.catalogue is None:  # built-in tools plus MCP servers' tools (agx/mcp), narrowed when many
+        from agx.cli.cmd_mcp import planning_catalogue
+
+        catalogue = planning_catalogue(ctx, catalogue, request)
     if args.repair_rounds is not None and args.repair_rounds < 0:
         raise CliError("--repair-rounds must be 0 or more", EXIT_USAGE)
     if args.max_tasks < 1:

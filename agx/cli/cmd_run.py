@@ -161,7 +161,9 @@ def run(ctx: CliContext) -> int:
     args = ctx.args
     repo = _repo(ctx)
     config = ctx.config
-    catalogue = builtin_catalogue()
+    from agx.cli.cmd_mcp import planning_catalogue  # built-in tools plus MCP servers' tools
+
+    catalogue = planning_catalogue(ctx, builtin_catalogue(), None if args.plan else " ".join(args.request).strip() or None)
     policy = Policy.from_flags(args.yes, args.auto)
     interactive = sys.stdin.isatty()
     if policy.mode is ApprovalMode.ASK and not interactive:

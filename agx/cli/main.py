@@ -20,6 +20,7 @@ COMMAND_MODULES = [
     "agx.cli.cmd_eval",
     "agx.cli.cmd_run",
     "agx.cli.cmd_plan",
+    "agx.cli.cmd_mcp",
 ]
 
 

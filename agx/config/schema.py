@@ -86,6 +86,46 @@ class UIConfig(_Strict):
     instant_frame: bool = True
 
 
+MCP_SERVER_NAME_PATTERN = r"^[A-Za-z0-9_-]{1,32}$"  # no dots: tools are named SERVER.TOOL
+
+
+class McpServerConfig(_Strict):
+    """One MCP server (agx/mcp): a stdio `command`, or a streamable-HTTP `url`."""
+
+    command: str | None = None
+    args: list[str] = Field(default_factory=list)
+    env: dict[str, str] = Field(default_factory=dict)  # added to a small inherited set (PATH, HOME, ...)
+    cwd: str | None = None  # default: the repository
+    url: str | None = None
+    # HTTP header -> name of the environment variable holding its value (never the value itself).
+    headers_env: dict[str, str] = Field(default_factory=dict)
+    enabled: bool = True
+    timeout_s: float = Field(60.0, gt=0)  # per tool call (and for the server's start)
+
+    @model_validator(mode="after")
+    def _one_transport(self) -> "McpServerConfig":
+        if bool(self.command) == bool(self.url):
+            raise ValueError("set either command (a stdio server) or url (streamable HTTP), not both or neither")
+        return self
+
+
+class McpConfig(_Strict):
+    servers: dict[str, McpServerConfig] = Field(default_factory=dict)
+    # Also read the project's .mcp.json ({"mcpServers": {...}}, as other agent shells do).
+    read_mcp_json: bool = True
+    # Above this many tools, Delta's prompt and grammar get only the most relevant ones.
+    max_tools: int = Field(20, ge=1, le=200)
+
+    @model_validator(mode="after")
+    def _server_names(self) -> "McpConfig":
+        import re
+
+        for name in self.servers:
+            if not re.match(MCP_SERVER_NAME_PATTERN, name):
+                raise ValueError(f"server name {name!r}: use letters, digits, _ and - (no dots), at most 32")
+        return self
+
+
 class ProfileConfig(_Strict):
     description: str = ""
     roles: dict[str, dict] = Field(default_factory=dict)
@@ -98,6 +138,7 @@ class AgxConfig(_Strict):
     roles: RolesConfig = Field(default_factory=RolesConfig)
     execution: ExecutionConfig = Field(default_factory=ExecutionConfig)
     ui: UIConfig = Field(default_factory=UIConfig)
+    mcp: McpConfig = Field(default_factory=McpConfig)
     profiles: dict[str, ProfileConfig] = Field(default_factory=dict)
 
     def role(self, name: str) -> RoleConfig:

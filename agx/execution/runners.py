@@ -461,7 +461,37 @@ async def run_git_commit(ctx: TaskContext) -> RunnerResult:
     return RunnerResult("", changed_paths=None, commit_message=message.strip())
 
 
-RUNNERS: dict[str, Runner] = {
+async def run_mcp_tool(ctx: TaskContext) -> RunnerResult:
+    """A `server.tool` of an MCP server (agx/mcp): tools/call with the task's args. Cancelling
+    the task cancels the request on the server; a call that changed no file makes no commit."""
+    from agx.mcp.manager import McpCallError, process_manager
+
+    manager = process_manager()
+    if manager is None:
+        raise TaskError(f"{ctx.tool}: no MCP servers are configured (agx.toml [mcp.servers] or .mcp.json)")
+    before = await asyncio.to_thread(dirty_state, ctx.workdir) if ctx.track_changes else None
+    try:
+        outcome = await manager.call_async(ctx.tool, ctx.args)
+    except McpCallError as exc:
+        raise TaskError(str(exc)) from None
+    ctx.write(outcome.text)
+    if outcome.is_error:
+        raise TaskError(f"{ctx.tool}: {outcome.text.strip()[:400] or 'the tool reported an error'}")
+    after = await asyncio.to_thread(dirty_state, ctx.workdir) if ctx.track_changes else None
+    return RunnerResult(ctx.output.text, changed_paths=changed_between(before, after))
+
+
+class _Runners(dict):
+    """Runners by tool name; any `server.tool` name (an MCP tool) runs through run_mcp_tool."""
+
+    def get(self, name, default=None):
+        found = super().get(name)
+        if found is None and "." in name:
+            return run_mcp_tool
+        return default if found is None else found
+
+
+RUNNERS: dict[str, Runner] = _Runners({
     "read_files": run_read_files,
     "search": run_search,
     "shell": run_shell,
@@ -470,4 +500,4 @@ RUNNERS: dict[str, Runner] = {
     "ask_model": run_ask_model,
     "run_tests": run_tests,
     "git_commit": run_git_commit,
-}
+})
