@@ -47,7 +47,7 @@ def run_isolated(repo: Path, tasks: list[dict], plan_id: str = "p-test", max_par
     snap = iso.snapshot()
     wt = iso.create_worktree(plan_id, snap)
     ex = Executor(plan_id, builtin_catalogue(), wt, max_parallel=max_parallel,
-                  policy=Policy(ApprovalMode.ALL), committer=iso.committer(wt))
+                  policy=Policy(ApprovalMode.ALL), committer=iso.committer(wt, plan_id))
     result = asyncio.run(run_plan(Plan.model_validate({"goal": "test goal", "tasks": tasks}), ex))
     return iso, snap, wt, ex, result
 
@@ -82,8 +82,10 @@ def test_run_never_touches_user_files_or_index(messy_repo):
     assert git(repo, "rev-parse", f"{snap.commit}^") == head_before
     # And the plan's work is on its branch.
     assert (wt / "README.md").read_text() == "rewritten by agx\n"
-    assert git(repo, "show", "agx/p-test:made.txt") == "made"
-    assert "agx/p-test" in git(repo, "branch", "--list", "agx/*")
+    assert git(repo, "show", "refs/agx/p-test:made.txt") == "made"
+    # The plan's ref is outside refs/heads: no branch a push could publish.
+    assert git(repo, "for-each-ref", "--format=%(refname)", "refs/agx") == "refs/agx/p-test"
+    assert git(repo, "branch", "--list", "agx/*") == ""
 
 
 def test_one_commit_per_writing_task_with_exactly_its_files(git_repo):
@@ -198,8 +200,8 @@ def test_discard_removes_worktree_and_branch(git_repo):
     assert wt.exists()
     removed = iso.discard_plan("p-test")
     assert not wt.exists()
-    assert git(git_repo, "branch", "--list", "agx/*") == ""
-    assert "agx/p-test" in removed
+    assert git(git_repo, "for-each-ref", "refs/agx", "refs/heads/agx") == ""
+    assert "refs/agx/p-test" in removed
     assert str(wt) not in git(git_repo, "worktree", "list")
 
 
@@ -224,7 +226,7 @@ def test_commit_skips_paths_gone_by_commit_time(git_repo):
     wt = iso.create_worktree("p-gone", iso.snapshot())
     (wt / "made.txt").write_text("made\n")
     (wt / "README.md").unlink()  # a tracked deletion is still committable
-    committer = iso.committer(wt)
+    committer = iso.committer(wt, "p-gone")
     sha = asyncio.run(committer.commit("task s", ["made.txt", "README.md", ".README.md.agx-tmp", "vanished.txt"],
                                        set()))
     assert sha

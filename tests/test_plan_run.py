@@ -47,7 +47,7 @@ def _execute(run: plan_run.PlanRun, approve: list[str]) -> str:
 def test_start_run_apply_undo_discard_round_trip(git_repo):
     (git_repo / "README.md").write_text("# demo\n\nmy uncommitted edit\n")  # the user's work in progress
     run = _start(git_repo, "p-round-trip", Policy(ApprovalMode.ASK))
-    assert run.worktree.is_dir() and git(git_repo, "branch", "--list", "agx/p-round-trip")
+    assert run.worktree.is_dir() and git(git_repo, "for-each-ref", "refs/agx/p-round-trip")
     assert PlanStore(git_repo).load("p-round-trip").state == "running"
 
     assert _execute(run, ["t1", "t2"]) == "done"
@@ -70,7 +70,7 @@ def test_start_run_apply_undo_discard_round_trip(git_repo):
     removed = plan_run.discard_plan(store, store.load("p-round-trip"))
     assert removed and not run.worktree.exists()
     assert store.load("p-round-trip").state == "discarded"
-    assert git(git_repo, "branch", "--list", "agx/p-round-trip") == ""
+    assert git(git_repo, "for-each-ref", "refs/agx/p-round-trip") == ""
 
 
 def test_denied_writer_fails_the_plan_and_abandoned_runs_leave_no_worktree(git_repo):

@@ -87,7 +87,7 @@ def test_failing_plan_exits_1_and_apply_discard_round_trip(git_repo, tmp_path, c
     assert "nothing to undo" in capsys.readouterr().err
 
     assert agx(git_repo, "discard", rec["plan_id"]) == 0
-    assert git(git_repo, "branch", "--list", "agx/*") == ""
+    assert git(git_repo, "for-each-ref", "refs/agx", "refs/heads/agx") == ""
     assert not (git_repo / ".agx" / "worktrees" / rec["plan_id"]).exists()
 
 
@@ -203,7 +203,7 @@ def test_kill_9_mid_run_leaves_user_files_intact_and_branch_inspectable(git_repo
     assert (repo / ".git" / "index").read_bytes() == index_before
     assert {p: (repo / p).read_bytes() for p in files_before} == files_before
     # The branch holds the finished task's commit; the worktree is there to inspect.
-    assert git(repo, "show", f"agx/{plan_id}:README.md") == "agx"
+    assert git(repo, "show", f"refs/agx/{plan_id}:README.md") == "agx"
     assert (repo / ".agx" / "worktrees" / plan_id / "README.md").read_text() == "agx\n"
 
     # The next start marks the plan interrupted and kills the orphaned `sleep`.
@@ -216,7 +216,7 @@ def test_kill_9_mid_run_leaves_user_files_intact_and_branch_inspectable(git_repo
     assert _gone(orphan)
     # `agx discard` cleans up.
     assert main(["-C", str(repo), "discard", plan_id]) == 0
-    assert git(repo, "branch", "--list", "agx/*") == ""
+    assert git(repo, "for-each-ref", "refs/agx", "refs/heads/agx") == ""
     assert (repo / ".git" / "index").read_bytes() == index_before
 
 
@@ -232,5 +232,5 @@ def test_run_with_the_bundled_planner_reports_an_unusable_plan_cleanly(git_repo,
     assert "max_tokens" in captured.err
     (rec,) = records(git_repo)
     assert rec["state"] == "failed" and rec["errors"]
-    assert git(git_repo, "branch", "--list", "agx/*") == ""
+    assert git(git_repo, "for-each-ref", "refs/agx", "refs/heads/agx") == ""
     assert git(git_repo, "status", "--porcelain") == ""

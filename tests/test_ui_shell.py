@@ -197,8 +197,8 @@ async def test_quit_while_running_asks_then_cancels(git_repo, tmp_path):
         await wait_for(pilot, lambda: app.return_code is not None, timeout=30, what="the app to exit")
     rec = PlanStore(git_repo).load(plan_id)
     assert rec.state == "cancelled" and rec.tasks["slow"]["status"] == "cancelled"
-    assert subprocess.run(["git", "rev-parse", "--verify", f"agx/{plan_id}"], cwd=git_repo,
-                          capture_output=True).returncode == 0, "the plan branch stays inspectable"
+    assert subprocess.run(["git", "rev-parse", "--verify", f"refs/agx/{plan_id}"], cwd=git_repo,
+                          capture_output=True).returncode == 0, "the plan ref stays inspectable"
     # Its whole process group got SIGKILL; the kernel finishes tearing it down a moment later.
     deadline = time.monotonic() + 5
     while _live_members(pgid) and time.monotonic() < deadline:

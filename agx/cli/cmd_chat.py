@@ -23,9 +23,11 @@ def register(sub) -> None:
 
 
 def _read_prompt(args) -> str:
-    text = " ".join(args.prompt).strip()
+    from agx.cli.textinput import clean_text, read_stdin_text
+
+    text = clean_text(" ".join(args.prompt)).strip()
     if not sys.stdin.isatty():
-        piped = sys.stdin.read()
+        piped = read_stdin_text()
         if piped.strip():
             text = f"{text}\n\n{piped}" if text else piped
     if not text.strip():

@@ -51,6 +51,9 @@ def run(ctx: CliContext) -> int:
                                   recheck=ctx.args.recheck_build)
     cfg = ctx.config
     print(f"profile:  {cfg.profile or '(none)'}; config layers: {', '.join(ctx.loaded.sources) or 'built-in defaults only'}")
+    from agx.execution.sandbox import describe as describe_sandbox
+
+    print(f"sandbox:  {describe_sandbox(cfg.execution.sandbox)}")
     worst = 0
     for role in ROLE_NAMES:
         rc = cfg.role(role)
@@ -66,7 +69,8 @@ def run(ctx: CliContext) -> int:
         resolved = resolve_model(rc.model, cfg, ctx.base_dir)
         print(f"  file:    {resolved.path}")
         if not resolved.present:
-            print(f"  verdict: MISSING — {'agx models pull ' + role if resolved.kind == 'hf' else 'file not found'}")
+            what = "is a directory, not a GGUF file" if resolved.path and resolved.path.is_dir() else "file not found"
+            print(f"  verdict: MISSING — {'agx models pull ' + role if resolved.kind == 'hf' else what}")
             worst = 1
             continue
         try:

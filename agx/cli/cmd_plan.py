@@ -27,9 +27,11 @@ def register(sub) -> None:
 
 
 def _read_request(args) -> str:
-    text = " ".join(args.request).strip()
+    from agx.cli.textinput import clean_text, read_stdin_text
+
+    text = clean_text(" ".join(args.request)).strip()
     if not text and not sys.stdin.isatty():
-        text = sys.stdin.read().strip()
+        text = read_stdin_text().strip()
     if not text:
         raise CliError("nothing to plan: give a request or pipe one into agx plan", EXIT_USAGE)
     return text

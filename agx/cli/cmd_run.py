@@ -1,7 +1,8 @@
 """`agx run`, `agx apply`, `agx discard`, `agx undo`, `agx plans`: plans executed in isolation.
 
 `agx run "request"` plans with Delta (tasks stream into the executor as they are generated),
-asks for approval, runs the DAG in a git worktree on branch agx/<plan-id>, and prints a
+asks for approval, runs the DAG in a git worktree whose commits are kept on refs/agx/<plan-id>
+(outside refs/heads, so `git push --all` never publishes them), and prints a
 summary. Nothing in the user's checkout changes until `agx apply`.
 """
 
@@ -23,7 +24,7 @@ def register(sub) -> None:
         "run",
         help="plan a request with Delta and run it in an isolated git worktree",
         description="Plan REQUEST (or run a hand-written plan with --plan), ask for approval, run the task DAG "
-        "in .agx/worktrees/<plan-id> on branch agx/<plan-id>, and print a summary. Your files are not "
+        "in .agx/worktrees/<plan-id> (its commits on ref refs/agx/<plan-id>), and print a summary. Your files are not "
         "touched: review with git, then `agx apply` or `agx discard`. Exit 0 only if every task succeeded.",
     )
     p.add_argument("request", nargs="*", help="what to do")
@@ -43,8 +44,8 @@ def register(sub) -> None:
     a.add_argument("--no-commit", action="store_true", help="write the files but do not commit")
     a.set_defaults(func=apply_cmd)
 
-    d = sub.add_parser("discard", help="remove a plan's worktree and branch",
-                       description="Remove the worktree .agx/worktrees/PLAN and branch agx/PLAN.")
+    d = sub.add_parser("discard", help="remove a plan's worktree and ref",
+                       description="Remove the worktree .agx/worktrees/PLAN and the ref refs/agx/PLAN.")
     d.add_argument("plan", nargs="?", help="plan id or unique prefix (default: the latest unapplied plan)")
     d.set_defaults(func=discard_cmd)
 
@@ -125,6 +126,22 @@ async def _ask_in_thread(fn, *args):
     return await fut
 
 
+def _task_for_approval(node) -> str:
+    """A task as the user approves it: id, risk, tool, title, then for writes and commands every
+    argument in full (a long command wrapped, never cut: a redirect at its end must be seen)."""
+    import shutil
+
+    from agx.execution.printer import approval_details, visible
+    from agx.planning.tools import Risk
+
+    t = node.task
+    head = f"  {t.id} [{node.risk.value}] {t.tool}: {visible(t.title)}"
+    if node.risk is Risk.READ:
+        return head
+    width = max(40, shutil.get_terminal_size((100, 24)).columns - 6)
+    return "\n".join([head, *("      " + line for line in approval_details(t.args, width))])
+
+
 def _approval_dialogue(executor, catalogue, undecided: list[str]) -> tuple[list[str], list[str]]:
     """Ask on the terminal; returns (approved, denied)."""
     from agx.planning.tools import Risk
@@ -134,7 +151,9 @@ def _approval_dialogue(executor, catalogue, undecided: list[str]) -> tuple[list[
     for n in nodes:
         counts[n.risk.value] = counts.get(n.risk.value, 0) + 1
     kinds = ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
-    print(f"\n{len(nodes)} task{'s' if len(nodes) != 1 else ''} need approval ({kinds}).", flush=True)
+    print(f"\n{len(nodes)} task{'s' if len(nodes) != 1 else ''} need approval ({kinds}):", flush=True)
+    for n in nodes:
+        print(_task_for_approval(n), flush=True)
     answer = _ask_line("Run them? [y]es all / [r]ead-only / [e]ach / [n]o: ").strip().lower()
     if answer in ("y", "yes", "a", "all"):
         return undecided, []
@@ -144,7 +163,8 @@ def _approval_dialogue(executor, catalogue, undecided: list[str]) -> tuple[list[
     if answer in ("e", "each"):
         ok, no = [], []
         for n in nodes:
-            a = _ask_line(f"  {n.task.id} [{n.risk.value}] {n.task.tool}: {n.task.title} — run? [y/N]: ").strip().lower()
+            print(_task_for_approval(n), flush=True)
+            a = _ask_line(f"  run {n.task.id}? [y/N]: ").strip().lower()
             (ok if a in ("y", "yes") else no).append(n.task.id)
         return ok, no
     return [], undecided
@@ -155,7 +175,11 @@ def run(ctx: CliContext) -> int:
     from agx.execution.plan_run import PlanRunError, abandon_run, finish_run, start_run
     from agx.execution.policy import ApprovalMode, Policy
     from agx.execution.printer import HeadlessPrinter, format_summary
+    from agx.execution.runners import dirty_state
+    from agx.execution.sandbox import probe as sandbox_probe
+    from agx.execution.sandbox import unavailable_notice
     from agx.planning.builtin_tools import builtin_catalogue
+    from agx.planning.tools import Risk
     from agx.workspace.plan_store import new_plan_id
 
     args = ctx.args
@@ -169,37 +193,61 @@ def run(ctx: CliContext) -> int:
     if policy.mode is ApprovalMode.ASK and not interactive:
         raise CliError("tasks need approval but stdin is not a terminal: pass --yes (approve all) or "
                        "--auto read (read-only tasks only)", EXIT_USAGE)
-    max_parallel = args.max_parallel or config.execution.max_parallel
-    if max_parallel < 1:
-        raise CliError("--max-parallel must be at least 1", EXIT_USAGE)
-    timeout = args.timeout or config.execution.task_timeout_s
-    if timeout <= 0:
-        raise CliError("--timeout must be positive", EXIT_USAGE)
+    # An explicit 0 is refused, not replaced by the default (`or` would do that silently).
+    if args.max_parallel is not None and args.max_parallel < 1:
+        raise CliError(f"--max-parallel must be at least 1 (got {args.max_parallel})", EXIT_USAGE)
+    if args.timeout is not None and not (0 < args.timeout < float("inf")):
+        raise CliError(f"--timeout must be a positive number of seconds (got {args.timeout:g})", EXIT_USAGE)
+    max_parallel = args.max_parallel if args.max_parallel is not None else config.execution.max_parallel
+    timeout = args.timeout if args.timeout is not None else config.execution.task_timeout_s
 
     plan = load_plan_file(args.plan, catalogue) if args.plan else None
-    request = " ".join(args.request).strip()
+    from agx.cli.textinput import clean_text
+    from agx.workspace.git_isolation import display
+
+    request = clean_text(" ".join(args.request)).strip()  # argv bytes that are not UTF-8: U+FFFD
     if plan is None and not request:
         raise CliError("nothing to do: give a request, or --plan FILE", EXIT_USAGE)
     request = request or plan.goal
     goal = plan.goal if plan else request
 
     _store(repo)  # reports plans interrupted by a dead process before starting another
+    sandbox_note = unavailable_notice(config.execution.sandbox)
+    if sandbox_note:
+        print(f"agx: {sandbox_note}", file=sys.stderr)
+    if plan is not None:  # Delta is not needed for a plan from a file: say so if it is unusable
+        _engine_or_none(ctx, "delta", "not needed to run a plan from a file")
+    echo_use = ("ask_model tasks will fail" if plan is None or any(t.tool == "ask_model" for t in plan.tasks)
+                else "not needed by this plan")
+    checkout_before = dirty_state(repo)  # to see what commands change outside the worktree
     try:
         prun = start_run(repo, new_plan_id(), request=request, goal=goal, plan={"goal": goal, "tasks": []},
-                         catalogue=catalogue, policy=policy, engine=_engine_or_none(ctx, "echo"),
+                         catalogue=catalogue, policy=policy, engine=_engine_or_none(ctx, "echo", echo_use),
                          execution=config.execution, max_parallel=max_parallel, task_timeout_s=timeout)
     except PlanRunError as exc:
         raise CliError(str(exc)) from None
     rec, executor, iso, snap = prun.record, prun.executor, prun.git, prun.snapshot
     plan_id = rec.plan_id
-    print(f"agx: plan {plan_id} runs in {rec.worktree} (branch {rec.branch}); your files stay as they are", flush=True)
+    print(f"agx: plan {plan_id} runs in {rec.worktree} (ref {rec.branch}); your files stay as they are", flush=True)
+    if rec.excluded:
+        print(f"agx: kept out of the plan (untracked files that look like secrets; its tasks do not see them and "
+              f"no commit will hold them): {', '.join(map(display, rec.excluded))}", file=sys.stderr, flush=True)
 
     t0 = time.perf_counter()
     executor.subscribe(HeadlessPrinter(show_output=args.show_output, t0=t0, show_added=plan is None))
     log = _session_log(repo)
 
     flags = {"signalled": False}  # set by the Ctrl-C / SIGTERM handler
-    outcome = asyncio.run(_drive(ctx, executor, plan, request, catalogue, interactive, log, rec, prun.store, flags))
+    try:
+        outcome = asyncio.run(_drive(ctx, executor, plan, request, catalogue, interactive, log, rec, prun.store, flags))
+    except BaseException as exc:  # an agx bug: the record must not stay "running" with its worktree
+        if rec.state == "running":
+            rec.errors.append(f"agx stopped: {type(exc).__name__}: {exc}")
+            if rec.tasks:
+                finish_run(prun, None)  # tasks ran: keep the worktree to inspect
+            else:
+                abandon_run(prun, "failed", rec.errors)
+        raise
     result, planned_errors = outcome
     if planned_errors is not None:  # planning failed or was interrupted: nothing ran
         abandon_run(prun, "cancelled" if flags["signalled"] else "failed", planned_errors)
@@ -212,10 +260,21 @@ def run(ctx: CliContext) -> int:
     print()
     print(format_summary([executor.nodes[i] for i in executor._order], wall))
     commits = iso.commits_on_branch(plan_id, snap.commit)
+    ran_commands = any(n.risk is Risk.EXEC and n.started is not None for n in executor.nodes.values())
+    outside = _changed_outside(repo, checkout_before) if ran_commands else []
+    unconfined = config.execution.sandbox.mode == "off" or not sandbox_probe().available
+    if outside:
+        print(f"Changed in your checkout while the plan ran (outside its worktree, by a command or by you; "
+              f"agx cannot undo these): {', '.join(outside[:20])}" + (" …" if len(outside) > 20 else ""))
     if ok and not commits:
         iso.discard_plan(plan_id)
         rec.worktree = None
-        print("No files changed; the worktree and branch were removed.")
+        if ran_commands and (outside or unconfined):
+            print("No files changed in the worktree; the worktree and branch were removed."
+                  + ("" if outside else " Commands ran without a sandbox: agx cannot see what they wrote "
+                     "outside your repository (your checkout is unchanged)."))
+        else:
+            print("No files changed; the worktree and branch were removed.")
     elif commits:
         files = iso.changed_paths(snap.commit, commits[-1])
         print(f"{len(files)} file{'s' if len(files) != 1 else ''} changed in {len(commits)} commit"
@@ -231,13 +290,22 @@ def run(ctx: CliContext) -> int:
     return EXIT_INTERRUPTED if flags["signalled"] else EXIT_FAILURE
 
 
-def _engine_or_none(ctx: CliContext, role: str):
+def _engine_or_none(ctx: CliContext, role: str, consequence: str):
+    """The role's engine, or None after saying once why it is unusable and what that means."""
     from agx.runtime.engine import EngineError
 
     try:
         return ctx.pool.engine(role)
-    except EngineError:
+    except EngineError as exc:
+        print(f"agx: note: {exc} ({role}: {consequence})", file=sys.stderr)
         return None  # ask_model tasks then fail with "no model available"
+
+
+def _changed_outside(repo: Path, before) -> list[str]:
+    """Files of the user's checkout whose state changed since `before` (a dirty_state)."""
+    from agx.execution.runners import changed_between, dirty_state
+
+    return [p for p in changed_between(before, dirty_state(repo)) or [] if not p.startswith(".agx/")]
 
 
 def _session_log(repo: Path):
@@ -250,11 +318,12 @@ def _session_log(repo: Path):
 
 
 def _log(log, kind: str, **fields) -> None:
+    """Append to the session log; a log that cannot be written never stops a run."""
     if log is not None:
         try:
             log.append(kind, **fields)
-        except OSError:
-            pass
+        except Exception as exc:  # noqa: BLE001 - OSError (disk full), or a bug in what is logged
+            print(f"agx: session log not written ({type(exc).__name__}: {exc})", file=sys.stderr)
 
 
 async def _drive(ctx, executor, plan, request, catalogue, interactive, log, rec, store, flags):
@@ -363,7 +432,9 @@ def apply_cmd(ctx: CliContext) -> int:
         raise CliError(str(exc).replace("(undo reverts it)", "(`agx undo` reverts it)")) from None
     applied = rec.applied
     n = len(applied["files"])
-    files = ", ".join(f["path"] for f in applied["files"][:6]) + (" …" if n > 6 else "")
+    from agx.workspace.git_isolation import display
+
+    files = ", ".join(display(f["path"]) for f in applied["files"][:6]) + (" …" if n > 6 else "")
     if applied["mode"] == "commit":
         print(f"applied plan {rec.plan_id}: {n} file{'s' if n != 1 else ''} ({files}) in commit {applied['commit'][:10]}")
     else:

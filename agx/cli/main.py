@@ -112,8 +112,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _shell(ctx: CliContext, argv: list[str]) -> int:
-    if not (sys.stdin.isatty() and sys.stderr.isatty()):
-        ctx.config  # no terminal to draw on: report a bad config before anything else
+    if not (sys.stdin.isatty() and sys.stdout.isatty() and sys.stderr.isatty()):
+        # No terminal to draw on or read keys from: the full-screen shell would draw into a pipe
+        # and wait for keys forever. A bad config is still reported first.
+        ctx.config
+        raise CliError("the shell needs a terminal (stdin, stdout and stderr); without one use "
+                       "`agx chat \"...\"` or `agx run \"...\"` (`agx --help` lists every command)", EXIT_USAGE)
     from agx.config.paths import DEFAULTS_FILE, user_config_path
     from agx.ui.instant_frame import FrameCache, hold_terminal
 

@@ -22,7 +22,11 @@ from agx.config.schema import AgxConfig
 
 ENV_PREFIX = "AGX_"
 # AGX_* variables that are not config keys.
-_ENV_RESERVED = {"AGX_CONFIG", "AGX_HOME"}
+_ENV_RESERVED = {
+    "AGX_CONFIG", "AGX_HOME",
+    # the llama.cpp build: install-time accelerator choice and the build check (runtime/build_check.py)
+    "AGX_LLAMA_ACCELERATOR", "AGX_SKIP_BUILD_CHECK", "AGX_BUILD_CHECK_FILE",
+}
 
 
 @dataclass

@@ -44,6 +44,11 @@ class RoleConfig(_Strict):
     adapter: str | None = None
     adapter_scale: float = 1.0
     sampling: SamplingConfig = Field(default_factory=SamplingConfig)
+    # In-process grammar-constrained output (plans): "fast" checks the model's own choice
+    # against the grammar and applies the grammar to candidates only when it is refused;
+    # "grammar_first" is llama-cpp-python's chain (grammar over the whole vocabulary each
+    # token). Greedy output is identical; "fast" is much quicker on large vocabularies.
+    constrained_sampling: Literal["fast", "grammar_first"] = "fast"
     system_prompt: str | None = None
     # Remote backend (backend = "openai").
     base_url: str | None = None
@@ -67,12 +72,23 @@ class RolesConfig(_Strict):
     delta: RoleConfig = Field(default_factory=RoleConfig)
 
 
+class SandboxConfig(_Strict):
+    """The OS sandbox around command tasks (agx/execution/sandbox.py)."""
+
+    # workspace-write: writes only in the plan's worktree and temp dirs; read-only: temp dirs only.
+    mode: Literal["workspace-write", "read-only", "off"] = "workspace-write"
+    network: bool = False
+    # Extra directories commands may write to (e.g. "~/.cache/pip").
+    allow_write: list[str] = Field(default_factory=list)
+
+
 class ExecutionConfig(_Strict):
     max_parallel: int = Field(4, ge=1)
     task_timeout_s: float = Field(300.0, gt=0)
     output_cap_bytes: int = Field(1_000_000, ge=1024)
     repair_rounds: int = Field(2, ge=0)
     test_command: str | None = None
+    sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
 
 
 class UIConfig(_Strict):

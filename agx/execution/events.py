@@ -105,6 +105,7 @@ class TaskProcessStarted(PlanEvent):
 
     task_id: str
     pgid: int
+    started: float | None = None  # the leader's start time: proves a later pgid is still this group
 
 
 @dataclass(frozen=True)

@@ -94,6 +94,7 @@ class RunResult:
 
 
 Subscriber = Callable[[ev.PlanEvent], Any]
+WRITER_TOOLS = ("write_file", "edit_file")
 
 
 class Executor:
@@ -111,6 +112,8 @@ class Executor:
         engine: Any = None,
         committer: Committer | None = None,
         test_command: str | None = None,
+        process_env: dict[str, str] | None = None,
+        sandbox: Any = None,
     ):
         if max_parallel < 1:
             raise ValueError("max_parallel must be at least 1")
@@ -125,6 +128,9 @@ class Executor:
         self.engine = engine
         self.committer = committer
         self.test_command = test_command
+        # Added to every task process's environment: the run's token (workspace/processes.py).
+        self.process_env = dict(process_env or {})
+        self.sandbox = sandbox  # [execution.sandbox] for command tasks; None: unsandboxed
 
         self.nodes: dict[str, Node] = {}
         self._order: list[str] = []  # insertion order, for summaries
@@ -132,6 +138,7 @@ class Executor:
         self._ready: list[str] = []  # FIFO: ids from _ready_head on wait for a free slot
         self._ready_head = 0
         self._queued: set[str] = set()  # ids in the live part of _ready
+        self._running_writers: set[str] = set()  # running write_file/edit_file tasks (see _start)
         # Counters keep the "is the run over?" test O(1) per dispatch.
         self._pending = 0  # nodes in PENDING
         self._undecided = 0  # PENDING nodes with approved None
@@ -441,6 +448,8 @@ class Executor:
         n.started = time.perf_counter()
         n.started_at = time.time()
         self._running += 1
+        if n.task.tool in WRITER_TOOLS:
+            self._running_writers.add(n.task.id)
         self._emit(ev.TaskStarted(self.plan_id, task_id=n.task.id))
         n.aio_task = self._loop.create_task(self._execute(n), name=f"agx-task-{n.task.id}")
 
@@ -493,6 +502,7 @@ class Executor:
         self._set_status(n, status)
         self._running -= 1
         tid = n.task.id
+        self._running_writers.discard(tid)
         if status is Status.SUCCEEDED:
             self._emit(ev.TaskFinished(self.plan_id, task_id=tid, seconds=n.seconds, output=n.output, commit=n.commit))
             for c in n.dependents:
@@ -518,10 +528,10 @@ class Executor:
         def emit(text: str, stream: str) -> None:
             self._emit(ev.TaskOutput(self.plan_id, task_id=tid, text=text, stream=stream))
 
-        def register_pgid(pgid: int | None) -> None:
+        def register_pgid(pgid: int | None, started: float | None = None) -> None:
             n.pgid = pgid
             if pgid is not None:
-                self._emit(ev.TaskProcessStarted(self.plan_id, task_id=tid, pgid=pgid))
+                self._emit(ev.TaskProcessStarted(self.plan_id, task_id=tid, pgid=pgid, started=started))
 
         return TaskContext(
             task_id=tid,
@@ -535,13 +545,16 @@ class Executor:
             test_command=self.test_command,
             register_pgid=register_pgid,
             track_changes=self.committer is not None,
+            env=self.process_env,
+            sandbox=self.sandbox,
         )
 
     def _paths_owned_by_running_writers(self, exclude_id: str) -> set[str]:
         """Files that running write_file/edit_file tasks are about to commit themselves."""
         owned = set()
-        for i, m in self.nodes.items():
-            if i != exclude_id and m.status is Status.RUNNING and m.task.tool in ("write_file", "edit_file"):
+        for i in self._running_writers:  # not every node: that made each commit O(tasks)
+            m = self.nodes.get(i)
+            if i != exclude_id and m is not None and m.status is Status.RUNNING:
                 p = m.task.args.get("path")
                 if isinstance(p, str):
                     owned.add(p)

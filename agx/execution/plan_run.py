@@ -11,6 +11,7 @@ Errors the user must see are raised as `PlanRunError` (one line, no traceback ne
 from __future__ import annotations
 
 import os
+import secrets
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,8 +21,10 @@ from agx.config.schema import ExecutionConfig
 from agx.execution.executor import Executor, RunResult
 from agx.execution.policy import Policy
 from agx.planning.tools import ToolCatalogue
-from agx.workspace.git_isolation import GitError, GitIsolation, Snapshot
+from agx.workspace.crashpoints import crash_point
+from agx.workspace.git_isolation import GitError, GitIsolation, Snapshot, remove_plan_checkout
 from agx.workspace.plan_store import FINISHED_STATES, PlanRecord, PlanRecorder, PlanStore, PlanStoreError, _pid_alive
+from agx.workspace.processes import TOKEN_ENV, start_time
 
 
 class PlanRunError(Exception):
@@ -30,7 +33,7 @@ class PlanRunError(Exception):
 
 @dataclass
 class PlanRun:
-    """One plan being (or having been) run in its worktree on branch agx/<plan-id>."""
+    """One plan being (or having been) run in its worktree; its commits are on refs/agx/<plan-id>."""
 
     record: PlanRecord
     store: PlanStore
@@ -47,24 +50,45 @@ def start_run(repo: Path, plan_id: str, *, request: str, goal: str, plan: dict, 
     """Snapshot what the user sees, create the worktree, record the plan as running, and build
     its executor with a recorder that keeps `.agx/plans/<id>.json` current. Nothing in the
     user's checkout changes. `execution` is the [execution] config; `max_parallel` and
-    `task_timeout_s` override it (the CLI's flags). Raises PlanRunError when git refuses."""
+    `task_timeout_s` override it (the CLI's flags). Raises PlanRunError when git refuses.
+
+    Crash safety: the record (state "running", `worktree_ready=False`, this process's id and
+    start time, the run's process token) is on disk before the ref or the worktree exists, so
+    a kill at any step (crashpoints.py names them) is cleaned up by the next start's
+    `PlanStore.recover_stale()`; the record says "ready" only once the worktree is complete."""
     store = PlanStore(repo)
     try:
         git = GitIsolation(repo)
         snap = git.snapshot(f"agx snapshot before plan {plan_id}")
-        worktree = git.create_worktree(plan_id, snap)
     except GitError as exc:
         raise PlanRunError(str(exc)) from None
+    crash_point("snapshot")
+    worktree = git.worktree_path(plan_id)
     rec = PlanRecord(
         plan_id=plan_id, goal=goal, request=request, plan=plan, state="running", pid=os.getpid(),
-        base_commit=snap.commit, head_at_start=snap.head, user_branch=snap.branch,
-        branch=git.branch_name(plan_id), worktree=str(worktree.relative_to(git.repo)),
+        pid_start=start_time(os.getpid()), base_commit=snap.commit, head_at_start=snap.head,
+        user_branch=snap.branch, branch=git.ref_name(plan_id), worktree=str(worktree.relative_to(git.repo)),
+        worktree_ready=False, run_token=secrets.token_hex(16), excluded=list(snap.excluded),
     )
     store.save(rec)
+    crash_point("intent")
+    try:
+        git.create_worktree(plan_id, snap)
+    except GitError as exc:
+        remove_plan_checkout(git.repo, plan_id, rec.worktree, rec.branch)
+        rec.state, rec.errors, rec.finished_at = "failed", [str(exc)], time.time()
+        rec.worktree, rec.branch, rec.worktree_ready = None, None, True
+        store.save(rec)
+        raise PlanRunError(str(exc)) from None
+    rec.worktree_ready = True
+    store.save(rec)
+    crash_point("ready")
     executor = Executor(
         plan_id, catalogue, worktree, max_parallel=max_parallel or execution.max_parallel,
         task_timeout_s=task_timeout_s or execution.task_timeout_s, output_cap_bytes=execution.output_cap_bytes,
-        policy=policy, engine=engine, committer=git.committer(worktree), test_command=execution.test_command,
+        policy=policy, engine=engine, committer=git.committer(worktree, plan_id), test_command=execution.test_command,
+        process_env={TOKEN_ENV: rec.run_token},
+        sandbox=execution.sandbox,
     )
     executor.subscribe(PlanRecorder(store, rec))
     return PlanRun(record=rec, store=store, git=git, snapshot=snap, worktree=worktree, executor=executor)
@@ -123,7 +147,7 @@ def set_state(repo: Path, plan_id: str, state: str) -> PlanRecord | None:
 def apply_plan(store: PlanStore, rec: PlanRecord, *, commit: bool = True) -> PlanRecord:
     """Bring the plan's branch into the user's checkout (one commit, or uncommitted changes when
     the touched files had local edits); remember what was done so `undo_plan` can revert it."""
-    if rec.state == "running" and _pid_alive(rec.pid):
+    if rec.state == "running" and _pid_alive(rec.pid, rec.pid_start):
         raise PlanRunError(f"plan {rec.plan_id} is still running (pid {rec.pid})")
     if rec.state == "applied":
         raise PlanRunError(f"plan {rec.plan_id} is already applied (undo reverts it)")
@@ -157,8 +181,8 @@ def latest_applied(store: PlanStore) -> PlanRecord | None:
 
 
 def discard_plan(store: PlanStore, rec: PlanRecord) -> list[str]:
-    """Remove the plan's worktree and branch; an applied plan stays applied (and undoable)."""
-    if rec.state == "running" and _pid_alive(rec.pid):
+    """Remove the plan's worktree and ref; an applied plan stays applied (and undoable)."""
+    if rec.state == "running" and _pid_alive(rec.pid, rec.pid_start):
         raise PlanRunError(f"plan {rec.plan_id} is still running (pid {rec.pid}); stop it first")
     try:
         removed = GitIsolation(store.repo).discard_plan(rec.plan_id)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import time
+import unicodedata
 from typing import TextIO
 
 from agx.execution import events as ev
@@ -12,18 +14,35 @@ from agx.planning.tools import ToolCatalogue
 
 
 def plan_levels(plan: Plan) -> list[list[str]]:
-    """Tasks grouped by depth (level n needs only levels < n); tasks in a cycle come last."""
+    """Tasks grouped by depth (level n needs only levels < n); tasks in a cycle come last.
+
+    Linear in tasks + edges (Kahn's algorithm by waves): a 10,000-task plan is printed
+    before it runs, and the earlier level-by-level rescan was quadratic."""
     ids = [t.id for t in plan.tasks]
+    known = set(ids)
+    deps = {t.id: [d for d in dict.fromkeys(t.deps) if d in known] for t in plan.tasks}
+    waiting = {i: len(ds) for i, ds in deps.items()}
+    children: dict[str, list[str]] = {}
+    for i, ds in deps.items():
+        for d in ds:
+            children.setdefault(d, []).append(i)
     depth: dict[str, int] = {}
-    remaining = {t.id: [d for d in t.deps if d in ids] for t in plan.tasks}
     level = 0
-    while remaining:
-        now = [i for i, deps in remaining.items() if all(d in depth for d in deps)]
-        if not now:
-            now = list(remaining)  # a cycle: show it rather than loop forever
-        for i in now:
+    wave = [i for i, n in waiting.items() if n == 0]
+    while wave:
+        following = []
+        for i in wave:
             depth[i] = level
-            del remaining[i]
+            for c in children.get(i, ()):
+                waiting[c] -= 1
+                if waiting[c] == 0:
+                    following.append(c)
+        wave = following
+        level += 1
+    stuck = [i for i in deps if i not in depth]
+    if stuck:  # a cycle (or tasks waiting on one): show them rather than loop forever
+        for i in stuck:
+            depth[i] = level
         level += 1
     out: list[list[str]] = [[] for _ in range(level)]
     for i in ids:
@@ -41,13 +60,77 @@ def _brief_args(args: dict, limit: int = 60) -> str:
     return ""
 
 
+def visible(text: str) -> str:
+    """`text` with every control or invisible format character (carriage return, escape
+    sequences, bidi overrides, zero-width spaces) written as an escape, so what a terminal shows
+    is what will run; newlines stay."""
+    out = []
+    for ch in text:
+        if ch != "\n" and unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp"):
+            code = ord(ch)
+            out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def wrap_exact(text: str, width: int) -> list[str]:
+    """Lines of at most `width` characters that, joined, give back every character of `text`
+    (a line breaks after a space when one is in its second half, else mid-word); each newline
+    in `text` starts a new line. Nothing is dropped or cut, unlike textwrap."""
+    width = max(width, 8)
+    out: list[str] = []
+    for line in text.split("\n"):
+        while len(line) > width:
+            cut = line.rfind(" ", width // 2, width)
+            cut = cut + 1 if cut != -1 else width
+            out.append(line[:cut])
+            line = line[cut:]
+        out.append(line)
+    return out
+
+
+def _arg_items(args: dict):
+    """(label, text) for every argument, lists of objects (edit_file's edits) flattened."""
+    for key, value in args.items():
+        if isinstance(value, str):
+            yield key, value
+        elif isinstance(value, list) and all(isinstance(v, str) for v in value):
+            yield key, "\n".join(value)
+        elif isinstance(value, list) and all(isinstance(v, dict) for v in value):
+            for i, item in enumerate(value, 1):
+                for k, v in item.items():
+                    yield f"{key}[{i}].{k}", v if isinstance(v, str) else json.dumps(v, ensure_ascii=False)
+        else:
+            yield key, json.dumps(value, ensure_ascii=False)
+
+
+def approval_details(args: dict, width: int = 100) -> list[str]:
+    """Every argument of a task, in full, wrapped to `width`: what the user approves. A
+    one-line value that fits stays beside its name; anything else goes below it, indented.
+    Control characters are shown as escapes (see `visible`)."""
+    lines: list[str] = []
+    for label, text in _arg_items(args):
+        text = visible(text)
+        if "\n" not in text and len(label) + 2 + len(text) <= width:
+            lines.append(f"{label}: {text}")
+            continue
+        lines.append(f"{label}:" + ("" if text else " (empty)"))
+        if text:
+            lines.extend("  " + part for part in wrap_exact(text, width - 2))
+    return lines
+
+
 def format_plan(plan: Plan, catalogue: ToolCatalogue, errors: list[str] | None = None) -> str:
     """The plan as levels: one line per task with its risk, tool, title and dependencies."""
     lines = [f"Plan: {plan.goal}"]
+    by_id = {}
+    for t in plan.tasks:
+        by_id.setdefault(t.id, t)  # plan.task() is a linear search: quadratic for big plans
     for n, level in enumerate(plan_levels(plan)):
         lines.append(f"  level {n}:")
         for tid in level:
-            t = plan.task(tid)
+            t = by_id[tid]
             spec = catalogue.get(t.tool)
             risk = spec.risk.value if spec else "?"
             deps = f"  <- {', '.join(t.deps)}" if t.deps else ""

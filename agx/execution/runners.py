@@ -21,7 +21,10 @@ from pathlib import Path
 from typing import Any, Awaitable, Callable
 
 from agx.execution.policy import UnsafePath, resolve_in_worktree
+from agx.execution.sandbox import make_scratch, remove_scratch, wrap_command
+from agx.workspace.crashpoints import crash_point
 from agx.workspace.files import TMP_SUFFIX, atomic_write
+from agx.workspace.processes import start_time
 
 
 class TaskError(Exception):
@@ -71,9 +74,14 @@ class TaskContext:
     emit: Callable[[str, str], None]  # (text, stream) -> TaskOutput event
     engine: Any = None  # agx.runtime.engine.Engine for ask_model
     test_command: str | None = None
-    register_pgid: Callable[[int | None], None] = lambda pgid: None
+    # (pgid, leader's start time) once a command runs, (None) when it is over.
+    register_pgid: Callable[..., None] = lambda pgid, started=None: None
     # True when changes get committed: commands then note which files they changed.
     track_changes: bool = False
+    # Added to command processes' environment (the run's token: workspace/processes.py).
+    env: dict[str, str] = field(default_factory=dict)
+    # [execution.sandbox] (agx.config.schema.SandboxConfig) for commands; None: no sandbox.
+    sandbox: Any = None
 
     def write(self, text: str, stream: str = "stdout") -> None:
         kept = self.output.add(text)
@@ -136,13 +144,28 @@ async def run_command(ctx: TaskContext, command: str) -> int:
     On cancellation (cancel or timeout) the process group gets SIGTERM, then SIGKILL after a
     short grace, and we wait for the shell to be reaped before re-raising. When the shell
     exits normally, whatever it left running in the background is killed too.
+    A sandboxed command gets a temp dir of its own, removed once its process group is gone.
     """
+    scratch = await asyncio.to_thread(make_scratch, ctx.sandbox)
+    try:
+        return await _run_command(ctx, command, scratch)
+    finally:
+        remove_scratch(scratch)
+
+
+async def _run_command(ctx: TaskContext, command: str, scratch: Path | None) -> int:
     loop = asyncio.get_running_loop()
     env = dict(os.environ)
     env.setdefault("GIT_TERMINAL_PROMPT", "0")  # a command must never wait on a password prompt
-    spawn = asyncio.ensure_future(loop.subprocess_shell(
+    # The run's token, set before the spawn: whatever this command starts can be found and
+    # killed after a crash of agx, even before its process group is recorded.
+    env.update(ctx.env)
+    # /bin/sh -c command, inside the OS sandbox where there is one (agx/execution/sandbox.py).
+    argv, sandbox_env = await asyncio.to_thread(wrap_command, command, ctx.sandbox, ctx.workdir, scratch)
+    env.update(sandbox_env)
+    spawn = asyncio.ensure_future(loop.subprocess_exec(
         lambda: _ExitAwareProtocol(loop),
-        command,
+        *argv,
         cwd=str(ctx.workdir),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
@@ -164,7 +187,8 @@ async def run_command(ctx: TaskContext, command: str) -> int:
         transport.close()
         raise
     pgid = transport.get_pid()
-    ctx.register_pgid(pgid)
+    crash_point("spawned")
+    ctx.register_pgid(pgid, start_time(pgid))
 
     async def pump(reader: asyncio.StreamReader | None, stream: str) -> None:
         while reader is not None:

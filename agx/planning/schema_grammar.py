@@ -26,7 +26,10 @@ ignores maxLength when a pattern is present, so ids are bounded by the pattern's
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
+import threading
+from collections import OrderedDict
 from typing import Any
 
 from agx.planning.tools import ToolCatalogue
@@ -174,11 +177,52 @@ def _deps_rules(k: int) -> list[str]:
     return rules
 
 
+def catalogue_key(catalogue: ToolCatalogue) -> str:
+    """A hash of what a plan grammar depends on: the tools' names and argument schemas, in
+    catalogue order (descriptions and risk levels do not change the grammar)."""
+    spec = json.dumps([[t.name, t.args_schema] for t in catalogue], sort_keys=True, default=str)
+    return hashlib.sha256(spec.encode("utf-8")).hexdigest()
+
+
+# Plan grammars built so far, per catalogue and bounds: a planner is made per request (and per
+# retrieved tool subset), and building the grammar for a large catalogue takes long enough to
+# notice (README, Performance). Strings are immutable, so callers share them.
+_PLAN_GBNF_CACHE: "OrderedDict[tuple[str, int, int], str]" = OrderedDict()
+_PLAN_GBNF_CAPACITY = 32
+_PLAN_GBNF_LOCK = threading.Lock()
+
+
 def plan_gbnf(
     catalogue: ToolCatalogue, max_tasks: int = 10, max_deps: int = 4, max_arg_chars: int = ARG_STRING_MAX_CHARS
 ) -> str:
     """A llama.cpp GBNF grammar for plans: ids t1..tN in order, deps only to earlier tasks
-    (strictly increasing, so at most k-1 of them; `max_deps` applies to the JSON schema only)."""
+    (strictly increasing, so at most k-1 of them; `max_deps` applies to the JSON schema only).
+
+    Built once per catalogue and bounds, then served from an in-memory cache."""
+    if len(catalogue) == 0:
+        raise ValueError("the tool catalogue is empty: nothing to plan with")
+    key = (catalogue_key(catalogue), max_tasks, max_arg_chars)
+    with _PLAN_GBNF_LOCK:
+        text = _PLAN_GBNF_CACHE.get(key)
+        if text is not None:
+            _PLAN_GBNF_CACHE.move_to_end(key)
+            return text
+    text = build_plan_gbnf(catalogue, max_tasks=max_tasks, max_arg_chars=max_arg_chars)
+    with _PLAN_GBNF_LOCK:
+        _PLAN_GBNF_CACHE[key] = text
+        while len(_PLAN_GBNF_CACHE) > _PLAN_GBNF_CAPACITY:
+            _PLAN_GBNF_CACHE.popitem(last=False)
+    return text
+
+
+def clear_grammar_cache() -> None:
+    """Forget every cached plan grammar (benchmarks time cold builds with it)."""
+    with _PLAN_GBNF_LOCK:
+        _PLAN_GBNF_CACHE.clear()
+
+
+def build_plan_gbnf(catalogue: ToolCatalogue, max_tasks: int = 10, max_arg_chars: int = ARG_STRING_MAX_CHARS) -> str:
+    """`plan_gbnf` without the cache: builds the grammar text every time."""
     from llama_cpp.llama_grammar import SchemaConverter
 
     if len(catalogue) == 0:

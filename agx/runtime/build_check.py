@@ -163,7 +163,7 @@ class VerdictStore:
         data = dict(list(data.items())[-16:])  # a few builds and machines, not a history
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write(self.path, json.dumps(data, indent=1))
+            atomic_write(self.path, json.dumps(data, indent=1).encode())
         except OSError:
             pass  # an unwritable cache only costs the next start another check
 

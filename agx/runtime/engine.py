@@ -82,6 +82,11 @@ class GenerationStats:
     time_to_first_token_s: float = 0.0
     total_s: float = 0.0
     finish_reason: str = "stop"  # stop | length | cancelled | error
+    # Grammar-constrained in-process generations, "fast" sampling (agx/runtime/constrained.py):
+    # tokens whose first draw the grammar refused, and how many of those needed the grammar
+    # over the whole vocabulary. Zero otherwise.
+    grammar_rejections: int = 0
+    grammar_full_passes: int = 0
 
     @property
     def tokens_per_s(self) -> float:

@@ -12,11 +12,13 @@ import json
 import sys
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
 from agx.config.schema import RoleConfig, SamplingConfig
+from agx.runtime.constrained import SAMPLING_MODES, ConstrainedStats, FastGrammarSampler, GrammarCache, sampling_params_from
 from agx.runtime.engine import CancelToken, ChatRequest, Engine, EngineError, EngineInfo, GenerationStats
 from agx.runtime.gguf_info import GGUFError, read_gguf_info
 
@@ -227,9 +229,13 @@ class _TokenWatch:
     """Per-generation hook: counts sampled tokens, records the prompt length, and carries the
     cancel token that stops generation between two tokens."""
 
-    def __init__(self, cancel: CancelToken, stats: GenerationStats):
+    def __init__(self, cancel: CancelToken, stats: GenerationStats, constrained_sampling: str = "fast"):
         self.cancel, self.stats = cancel, stats
         self.calls = 0
+        # How a grammar is applied ("fast" or "grammar_first", see agx/runtime/constrained.py)
+        # and what it cost during this generation.
+        self.constrained_sampling = constrained_sampling
+        self.constrained = ConstrainedStats()
 
 
 def _watched_llama_class():
@@ -243,19 +249,77 @@ def _watched_llama_class():
 
     class WatchedLlama(Llama):
         agx_watch: "_TokenWatch | None" = None
+        _agx_grammars: "GrammarCache | None" = None
+
+        @property
+        def agx_grammars(self) -> GrammarCache:
+            """Compiled grammars for this model's vocabulary (agx/runtime/constrained.py)."""
+            if self._agx_grammars is None:
+                self._agx_grammars = GrammarCache(self._model.vocab)
+            return self._agx_grammars
 
         def generate(self, tokens, *args, **kwargs):
             watch = self.agx_watch
             if watch is not None:
                 watch.stats.prompt_tokens = len(tokens)
-            for token in super().generate(tokens, *args, **kwargs):
-                if watch is not None:
-                    if watch.cancel.cancelled:
-                        return
-                    watch.calls += 1
-                yield token
+            try:
+                for token in super().generate(tokens, *args, **kwargs):
+                    if watch is not None:
+                        if watch.cancel.cancelled:
+                            return
+                        watch.calls += 1
+                    yield token
+            finally:
+                # Llama keeps its last sampler in self._sampler; free ours now rather than
+                # whenever the garbage collector gets to it (it holds a grammar's state).
+                if isinstance(self._sampler, FastGrammarSampler):
+                    self._sampler.close()
+                    self._sampler = None
+
+        def _init_sampler(self, **kwargs):
+            """Llama.generate builds its sampler chain here, once per generation. With a grammar
+            and the "fast" mode, the grammar is consulted only when the model's own choice
+            breaks it (FastGrammarSampler); anything else is llama-cpp-python's own chain."""
+            watch = self.agx_watch
+            grammar = kwargs.get("grammar")
+            if grammar is None or watch is None or watch.constrained_sampling != "fast":
+                return super()._init_sampler(**kwargs)
+            params = sampling_params_from(kwargs, self)
+            if params is None:
+                return super()._init_sampler(**kwargs)
+            compiled = self.agx_grammars.clone(grammar._grammar, grammar._root)
+            return FastGrammarSampler(self._model.vocab, self._n_vocab, compiled, params, watch.constrained)
+
+        def close(self):
+            if self._agx_grammars is not None:
+                self._agx_grammars.close()
+                self._agx_grammars = None
+            super().close()
 
     return WatchedLlama
+
+
+# JSON schema text -> its GBNF (llama-cpp-python's converter is pure Python and, for a plan
+# schema over dozens of tools, takes milliseconds to seconds); bounded, least recent first out.
+_SCHEMA_GBNF: "OrderedDict[str, str]" = OrderedDict()
+_SCHEMA_GBNF_LOCK = threading.Lock()
+_SCHEMA_GBNF_CAPACITY = 32
+
+
+def _schema_gbnf(schema_text: str) -> str:
+    from llama_cpp.llama_grammar import json_schema_to_gbnf
+
+    with _SCHEMA_GBNF_LOCK:
+        text = _SCHEMA_GBNF.get(schema_text)
+        if text is not None:
+            _SCHEMA_GBNF.move_to_end(schema_text)
+            return text
+    text = json_schema_to_gbnf(schema_text)
+    with _SCHEMA_GBNF_LOCK:
+        _SCHEMA_GBNF[schema_text] = text
+        while len(_SCHEMA_GBNF) > _SCHEMA_GBNF_CAPACITY:
+            _SCHEMA_GBNF.popitem(last=False)
+    return text
 
 
 def _grammar_for(request: ChatRequest):
@@ -263,7 +327,8 @@ def _grammar_for(request: ChatRequest):
 
     if request.json_schema is not None:
         try:
-            return LlamaGrammar.from_json_schema(json.dumps(request.json_schema), verbose=False)
+            # Key order matters (it fixes the emission order), so the text is the key as is.
+            return LlamaGrammar.from_string(_schema_gbnf(json.dumps(request.json_schema)), verbose=False)
         except Exception as exc:  # llama.cpp's converter raises plain exceptions
             raise EngineError(f"JSON schema cannot be turned into a grammar: {exc}") from None
     if request.grammar:
@@ -293,6 +358,10 @@ class LlamaCppEngine(Engine):
         # applied under the model lock before each generation (a no-op when already active).
         self.adapter_path: str | None = model.settings.adapter_path
         self.adapter_scale: float = model.settings.adapter_scale
+        # How grammar-constrained output is sampled: "fast" (the grammar only when the model's
+        # choice breaks it) or "grammar_first" (llama-cpp-python's chain, the grammar over the
+        # whole vocabulary every token). Settable per engine so one process can compare both.
+        self.constrained_sampling: str = getattr(role, "constrained_sampling", "fast")
 
     def set_adapter(self, path: str | Path | None, scale: float = 1.0) -> None:
         """Switch this role's LoRA adapter (None: the bare base) without reloading the base.
@@ -354,7 +423,13 @@ class LlamaCppEngine(Engine):
             if llama is None:
                 raise EngineError("model was closed")
             self.model.apply_adapter(self.adapter_path, self.adapter_scale)
-            watch = _TokenWatch(cancel, stats)
+            if self.constrained_sampling not in SAMPLING_MODES:
+                raise EngineError(f"constrained_sampling must be one of {', '.join(SAMPLING_MODES)}, not {self.constrained_sampling!r}")
+            if grammar is not None:
+                # Parsed once per distinct grammar (then cloned); an unparseable grammar is an
+                # error here instead of a crash inside llama.cpp's sampler chain.
+                llama.agx_grammars.compiled(grammar._grammar, grammar._root)
+            watch = _TokenWatch(cancel, stats, self.constrained_sampling)
             llama.agx_watch = watch
             t0 = time.perf_counter()
             seed = request.seed if request.seed is not None else sp.seed
@@ -389,6 +464,8 @@ class LlamaCppEngine(Engine):
             except ValueError as exc:  # e.g. prompt longer than the context window
                 raise EngineError(str(exc)) from None
             stats.completion_tokens = watch.calls
+            stats.grammar_rejections = watch.constrained.rejections
+            stats.grammar_full_passes = watch.constrained.full_passes
             stats.total_s = time.perf_counter() - t0
             stats.finish_reason = "cancelled" if cancel.cancelled else finish
         finally:

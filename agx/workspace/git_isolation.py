@@ -4,35 +4,79 @@ Life of a plan's changes:
 
 1. `snapshot()` — a commit of exactly what the user sees (HEAD + staged + unstaged +
    untracked-but-not-ignored files), built with a *temporary* index (GIT_INDEX_FILE) so the
-   user's index is never written. The commit is referenced by nothing but the plan branch.
-2. `create_worktree()` — `git worktree add .agx/worktrees/<id> -b agx/<id> <snapshot>`;
-   tasks run there, and each task that changed files becomes one commit on `agx/<id>`
-   (`WorktreeCommitter`, serialised by a lock).
-3. `apply_plan()` — the diff snapshot..branch goes into the user's checkout. Every file it
+   user's index is never written. Untracked files that look like secrets (`.env`, `*.pem`,
+   `id_rsa`, ... see SECRET_PATTERNS) are kept out, and the caller reports them. The commit
+   is referenced by nothing but the plan's ref.
+2. `create_worktree()` — `refs/agx/<id>` is set to the snapshot, then
+   `git worktree add --detach .agx/worktrees/<id> <snapshot>`. The plan's ref lives outside
+   refs/heads, so `git push --all` (or `--mirror`-less pushes of branches) never publishes it.
+   Tasks run in the worktree, and each task that changed files becomes one commit on its
+   detached HEAD, after which the ref is moved to it (`WorktreeCommitter`, under a lock).
+   The caller records its intent (plan_store, `worktree_ready=False`) before this, so a
+   crash at any point is cleaned up by the next start (`remove_plan_checkout`,
+   `sweep_orphans`).
+3. `apply_plan()` — the diff snapshot..ref goes into the user's checkout. Every file it
    touches must still hold what the snapshot saw, or apply refuses (the user changed it
    meanwhile). When the touched files had no uncommitted changes, the result is one commit on
    the user's branch; otherwise the files are written and left uncommitted (a commit would
-   sweep the user's own uncommitted edits in with agx's). What was applied is recorded.
+   sweep the user's own uncommitted edits in with agx's). Before it reports success, the
+   applied diff is compared with the plan's; a mismatch is rolled back and refused, naming
+   the paths. What was applied is recorded.
 4. `undo_apply()` — reverts the last apply, refusing (like Aider) when a touched file changed
    since, or, for a commit, when HEAD has moved past it.
-5. `discard_plan()` — removes the worktree and the branch.
+5. `discard_plan()` — removes the worktree and the ref.
+
+Paths are bytes to git. Every path read from git comes through `-z` output decoded with
+`surrogateescape`, so a file name that is not UTF-8 survives the round trip to git arguments
+and the file system unchanged (Python encodes such strings back to the same bytes);
+`display()` makes one printable.
 """
 
 from __future__ import annotations
 
 import asyncio
+import fnmatch
 import os
+import re
 import shutil
 import subprocess
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from agx.workspace.crashpoints import armed, crash_point
 from agx.workspace.files import TMP_SUFFIX, atomic_write
-from agx.workspace.state_dir import ensure_state_dir
+from agx.workspace.state_dir import STATE_DIR_NAME, ensure_state_dir
 
 AGX_IDENTITY = ("agx", "agx@localhost")
+REF_PREFIX = "refs/agx/"
+LEGACY_BRANCH_PREFIX = "refs/heads/agx/"  # agx before refs/agx: plan branches users could push
+PLAN_ID_RE = re.compile(r"^p\d{6}-\d{6}-[0-9a-f]{4}$")
+WORKTREES = "worktrees"
+
+# Untracked files with these names are never copied into a plan's snapshot (and so never into
+# a commit agx makes): matched against each path's last component, case-insensitively.
+SECRET_PATTERNS = (
+    ".env", ".env.*", "*.pem", "*.key", "*.p12", "*.pfx", "*.jks", "*.keystore", "*.ppk", "*.kdbx",
+    "id_rsa", "id_dsa", "id_ecdsa", "id_ed25519", "credentials", "credentials.json", "secrets.json",
+    "secrets.yaml", "secrets.yml", "secrets.toml", ".netrc", ".npmrc", ".pypirc", ".git-credentials",
+    ".htpasswd", "*.tfvars", "service-account*.json",
+)
+# Templates that are meant to be committed, though they match `.env.*`.
+SECRET_EXCEPTIONS = (".env.example", ".env.sample", ".env.template", ".env.dist", ".env.defaults")
+
+
+def looks_secret(path: str) -> bool:
+    name = path.rsplit("/", 1)[-1].lower()
+    if name in SECRET_EXCEPTIONS:
+        return False
+    return any(fnmatch.fnmatchcase(name, pattern) for pattern in SECRET_PATTERNS)
+
+
+def display(path: str) -> str:
+    """A path for the terminal: bytes that are not UTF-8 shown as \\xNN, never an encode error."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
 class GitError(Exception):
@@ -48,7 +92,8 @@ def git(cwd: Path, *args: str, env: dict | None = None, input: bytes | None = No
     if check and proc.returncode != 0:
         msg = proc.stderr.decode("utf-8", "replace").strip() or proc.stdout.decode("utf-8", "replace").strip()
         raise GitError(f"git {' '.join(args[:2])}: {msg}")
-    out = proc.stdout.decode("utf-8", "replace")
+    # surrogateescape: paths that are not UTF-8 come back as the same bytes when used again.
+    out = proc.stdout.decode("utf-8", "surrogateescape")
     return out[:-1] if out.endswith("\n") else out
 
 
@@ -74,6 +119,7 @@ class Snapshot:
     commit: str
     head: str | None  # None in a repository without commits
     branch: str | None  # the user's branch name, None when detached
+    excluded: list[str] = field(default_factory=list)  # untracked files kept out: they look like secrets
 
 
 class GitIsolation:
@@ -89,8 +135,9 @@ class GitIsolation:
 
     # -- names -----------------------------------------------------------------------------
     @staticmethod
-    def branch_name(plan_id: str) -> str:
-        return f"agx/{plan_id}"
+    def ref_name(plan_id: str) -> str:
+        """The plan's ref: outside refs/heads, so pushing branches never publishes it."""
+        return f"{REF_PREFIX}{plan_id}"
 
     def worktree_path(self, plan_id: str) -> Path:
         return self.state_dir / "worktrees" / plan_id
@@ -114,23 +161,47 @@ class GitIsolation:
             if not real_index.exists() and head:
                 git(self.repo, "read-tree", head, env=env)
             git(self.repo, "add", "-A", "--", ".", env=env)
+            excluded = self._untracked_secrets()
+            if excluded:
+                git(self.repo, "update-index", "-z", "--force-remove", "--stdin", env=env,
+                    input=b"".join(os.fsencode(p) + b"\0" for p in excluded))
             tree = git(self.repo, "write-tree", env=env)
         parents = ["-p", head] if head else []
         commit = git(self.repo, *self._ident, "commit-tree", tree, *parents, "-m", message)
-        return Snapshot(commit=commit, head=head, branch=branch)
+        return Snapshot(commit=commit, head=head, branch=branch, excluded=excluded)
+
+    def _untracked_secrets(self) -> list[str]:
+        """Untracked, not ignored files whose names look like secrets (read-only on the user's index)."""
+        specs = [f":(glob,icase)**/{p}" for p in SECRET_PATTERNS]
+        out = git(self.repo, "ls-files", "-z", "--others", "--exclude-standard", "--", *specs)
+        return sorted(p for p in out.split("\0") if p and looks_secret(p))
 
     # -- 2. worktree -----------------------------------------------------------------------
     def create_worktree(self, plan_id: str, snapshot: Snapshot) -> Path:
+        """The plan's ref, then its worktree (detached at the snapshot). Record the intent first:
+        a crash in here leaves pieces that `remove_plan_checkout` cleans up."""
         path = self.worktree_path(plan_id)
         path.parent.mkdir(parents=True, exist_ok=True)
-        git(self.repo, "worktree", "add", "-q", "-b", self.branch_name(plan_id), str(path), snapshot.commit)
+        # The empty old value: create only, never move a ref that already exists.
+        git(self.repo, "update-ref", "-m", "agx plan", self.ref_name(plan_id), snapshot.commit, "")
+        crash_point("ref")
+        args = ["worktree", "add", "-q", "--detach", str(path), snapshot.commit]
+        if armed("worktree-add"):
+            _add_worktree_and_die(self.repo, self.git_dir, args, plan_id)
+        git(self.repo, *args)
+        crash_point("worktree")
         return path
 
-    def committer(self, worktree: Path) -> "WorktreeCommitter":
-        return WorktreeCommitter(Path(worktree), self._ident)
+    def committer(self, worktree: Path, plan_id: str) -> "WorktreeCommitter":
+        return WorktreeCommitter(Path(worktree), self._ident, self.ref_name(plan_id))
 
     def branch_tip(self, plan_id: str) -> str | None:
-        return git(self.repo, "rev-parse", "--verify", "-q", f"refs/heads/{self.branch_name(plan_id)}", check=False) or None
+        """The plan's last commit: refs/agx/<id> (or the agx/<id> branch of an older agx)."""
+        for ref in (self.ref_name(plan_id), f"{LEGACY_BRANCH_PREFIX}{plan_id}"):
+            tip = git(self.repo, "rev-parse", "--verify", "-q", f"{ref}^{{commit}}", check=False)
+            if tip:
+                return tip
+        return None
 
     def changed_paths(self, base: str, tip: str) -> list[tuple[str, str]]:
         """(status letter, path) for every file that differs between two commits."""
@@ -150,14 +221,14 @@ class GitIsolation:
         """(mode, blob) of path in commit, or None."""
         if not commit:
             return None
-        out = git(self.repo, "ls-tree", "-z", commit, "--", path)
+        out = git(self.repo, "--literal-pathspecs", "ls-tree", "-z", "--full-tree", commit, "--", path)
         if not out:
             return None
         meta = out.split("\t", 1)[0].split()
         return (meta[0], meta[2]) if meta[1] == "blob" else None
 
     def _index_entry(self, path: str) -> tuple[str, str] | None:
-        out = git(self.repo, "ls-files", "-s", "-z", "--", path)
+        out = git(self.repo, "--literal-pathspecs", "ls-files", "-s", "-z", "--", path)
         if not out:
             return None
         meta = out.split("\0")[0].split("\t", 1)[0].split()
@@ -187,7 +258,7 @@ class GitIsolation:
         if full.is_symlink() or (mode == "120000" and full.exists()):
             full.unlink()
         if mode == "120000":
-            os.symlink(data.decode(), full)
+            os.symlink(os.fsdecode(data), full)
             return
         atomic_write(full, data, 0o755 if mode == "100755" else 0o644)
 
@@ -203,14 +274,14 @@ class GitIsolation:
         """Bring the plan's changes into the user's checkout. Returns the apply record."""
         tip = self.branch_tip(plan_id)
         if not tip:
-            raise GitError(f"branch {self.branch_name(plan_id)} is gone (was the plan discarded?)")
+            raise GitError(f"{self.ref_name(plan_id)} is gone (was the plan discarded?)")
         changes = self.changed_paths(base, tip)
         if not changes:
             raise GitError(f"plan {plan_id} changed no files: nothing to apply")
         paths = [p for _, p in changes]
         conflicts = [p for p in paths if self._worktree_blob(p) != (self._entry(base, p) or (None, None))[1]]
         if conflicts:
-            shown = ", ".join(conflicts[:8]) + (f" and {len(conflicts) - 8} more" if len(conflicts) > 8 else "")
+            shown = ", ".join(map(display, conflicts[:8])) + (f" and {len(conflicts) - 8} more" if len(conflicts) > 8 else "")
             raise GitError(
                 f"refusing to apply plan {plan_id}: you changed {shown} since the plan started; "
                 f"commit or stash your changes to {'it' if len(conflicts) == 1 else 'them'} first "
@@ -219,6 +290,14 @@ class GitIsolation:
         head = self.head()
         after = {p: self._entry(tip, p) for p in paths}
         before = {p: self._entry(base, p) for p in paths}
+        # Every path the diff named must be found again by name on both sides; one that is not
+        # (a name git and agx disagree on) would be applied as nothing.
+        lost = [p for status, p in changes
+                if (status != "D" and after[p] is None) or (status != "A" and before[p] is None)]
+        if lost:
+            raise GitError(f"refusing to apply plan {plan_id}: agx cannot carry "
+                           f"{', '.join(map(display, lost[:8]))} exactly; nothing was changed "
+                           f"(the plan's changes are on {self.ref_name(plan_id)})")
         clean = head is not None and all(
             self._entry(head, p) == before[p] and self._index_entry(p) == before[p] for p in paths
         )
@@ -235,7 +314,32 @@ class GitIsolation:
             self._set_index(after)
         for p in paths:
             self._write_blob(p, after[p])
+        wrong = self._misapplied(base, tip, record)
+        if wrong:
+            self._roll_back(record, before)
+            raise GitError(f"refusing to apply plan {plan_id}: {', '.join(map(display, wrong[:8]))} did not come out "
+                           f"as the plan made {'it' if len(wrong) == 1 else 'them'}; the apply was rolled back and "
+                           f"nothing was changed (the plan's changes are on {self.ref_name(plan_id)})")
         return record
+
+    def _raw_diff(self, a: str, b: str) -> bytes:
+        return subprocess.run(["git", "diff", "--raw", "-z", "--no-renames", "--no-abbrev", a, b],
+                              cwd=self.repo, capture_output=True, check=True).stdout
+
+    def _misapplied(self, base: str, tip: str, record: dict) -> list[str]:
+        """Paths where what the user now has differs from the plan's diff ([] when exact)."""
+        wrong = [f["path"] for f in record["files"]
+                 if self._worktree_blob(f["path"]) != (f["after"] or (None, None))[1]]
+        if record["mode"] == "commit" and self._raw_diff(record["parent"], record["commit"]) != self._raw_diff(base, tip):
+            wrong = wrong or [f["path"] for f in record["files"]]
+        return wrong
+
+    def _roll_back(self, record: dict, before: dict) -> None:
+        if record["mode"] == "commit":
+            git(self.repo, "update-ref", "-m", "agx apply rolled back", "HEAD", record["parent"], record["commit"])
+            self._set_index(before)
+        for path, entry in before.items():
+            self._write_blob(path, entry)
 
     def _commit_onto_head(self, head: str, entries: dict[str, tuple[str, str] | None], message: str) -> str:
         with tempfile.TemporaryDirectory(prefix="agx-index-") as tmp:
@@ -278,19 +382,114 @@ class GitIsolation:
 
     # -- 5. discard ------------------------------------------------------------------------
     def discard_plan(self, plan_id: str) -> list[str]:
-        """Remove the plan's worktree and branch; returns what was removed."""
-        removed = []
-        path = self.worktree_path(plan_id)
-        if path.exists():
-            if not git_ok(self.repo, "worktree", "remove", "--force", "--force", str(path)):
-                shutil.rmtree(path, ignore_errors=True)
-            removed.append(str(path.relative_to(self.repo)))
-        git(self.repo, "worktree", "prune", check=False)
-        branch = self.branch_name(plan_id)
-        if self.branch_tip(plan_id):
-            git(self.repo, "branch", "-D", "-q", branch)
-            removed.append(branch)
-        return removed
+        """Remove the plan's worktree and ref; returns what was removed."""
+        return remove_plan_checkout(self.repo, plan_id)
+
+
+def _common_dir(repo: Path) -> Path:
+    out = git(repo, "rev-parse", "--git-common-dir")
+    path = Path(out)
+    return path if path.is_absolute() else (Path(repo) / path).resolve()
+
+
+def _remove_worktree(repo: Path, path: Path) -> bool:
+    """Remove a worktree however far its creation got; True when something was there.
+
+    `git worktree prune` leaves a *locked* half-made worktree alone, and one whose HEAD is all
+    zeros breaks `git fsck` and `git gc`: `remove --force --force` takes it, and what git
+    will not remove (no administrative entry, or a folder git does not know) goes by hand."""
+    found = path.exists() or os.path.lexists(path)
+    admin_root = _common_dir(repo) / WORKTREES
+    admin = []
+    if admin_root.is_dir():
+        target = os.path.realpath(path)
+        for entry in admin_root.iterdir():
+            try:
+                gitdir = (entry / "gitdir").read_text(encoding="utf-8", errors="surrogateescape").strip()
+            except OSError:
+                continue
+            if os.path.realpath(os.path.dirname(gitdir)) == target:
+                admin.append(entry)
+    if admin or found:
+        git_ok(repo, "worktree", "remove", "--force", "--force", str(path))
+    if os.path.lexists(path):
+        shutil.rmtree(path, ignore_errors=True)
+    for entry in admin:
+        if entry.exists():
+            shutil.rmtree(entry, ignore_errors=True)
+    git(repo, "worktree", "prune", check=False)
+    return found or bool(admin)
+
+
+def remove_plan_checkout(repo: Path, plan_id: str, worktree: str | None = None, ref: str | None = None) -> list[str]:
+    """Remove a plan's worktree (complete or half-made) and its ref; returns what was removed."""
+    repo = Path(repo)
+    removed = []
+    path = repo / (worktree or f"{STATE_DIR_NAME}/{WORKTREES}/{plan_id}")
+    if _remove_worktree(repo, path):
+        removed.append(str(path.relative_to(repo)) if path.is_relative_to(repo) else str(path))
+    refs = {f"{REF_PREFIX}{plan_id}", f"{LEGACY_BRANCH_PREFIX}{plan_id}"}
+    if ref:
+        refs.add(ref if ref.startswith("refs/") else f"refs/heads/{ref}")
+    for name in sorted(refs):
+        if git(repo, "rev-parse", "--verify", "-q", name, check=False):
+            git(repo, "update-ref", "-d", name)
+            removed.append(name.removeprefix("refs/heads/"))
+    return removed
+
+
+def sweep_orphans(repo: Path, has_record) -> list[str]:
+    """Remove worktrees under .agx/worktrees and refs under refs/agx that no plan record knows.
+
+    `has_record(plan_id)` is asked at the moment of removal; since agx records a plan before
+    it creates anything for it, a piece without a record is left by a crash of an older agx
+    (or a record deleted by hand), never by a run in progress. Legacy `agx/<plan-id>`
+    branches are removed only when their name is a plan id. Returns what was removed."""
+    repo = Path(repo)
+    removed: list[str] = []
+    ours = os.path.realpath(repo / STATE_DIR_NAME / WORKTREES)
+    listing = git(repo, "worktree", "list", "--porcelain", "-z", check=False)
+    for line in listing.split("\0"):
+        if not line.startswith("worktree "):
+            continue
+        path = line[len("worktree "):]
+        real = os.path.realpath(path)
+        if os.path.dirname(real) != ours:
+            continue  # the main checkout, or a worktree of the user's
+        plan_id = os.path.basename(real)
+        if not has_record(plan_id):
+            removed += remove_plan_checkout(repo, plan_id, worktree=os.path.relpath(real, os.path.realpath(repo)))
+    folder = repo / STATE_DIR_NAME / WORKTREES
+    if folder.is_dir():  # folders git never registered (a crash before its first write)
+        for entry in folder.iterdir():
+            if not has_record(entry.name):
+                removed += remove_plan_checkout(repo, entry.name)
+    refs = git(repo, "for-each-ref", "--format=%(refname)", REF_PREFIX, LEGACY_BRANCH_PREFIX, check=False)
+    for ref in refs.splitlines():
+        plan_id = ref.rsplit("/", 1)[-1]
+        legacy = ref.startswith(LEGACY_BRANCH_PREFIX)
+        if (legacy and not PLAN_ID_RE.match(plan_id)) or has_record(plan_id):
+            continue
+        removed += remove_plan_checkout(repo, plan_id)
+    return removed
+
+
+def _add_worktree_and_die(repo: Path, git_dir: Path, args: list[str], plan_id: str) -> None:
+    """Test hook (AGX_TEST_KILL_AT=worktree-add): run `git worktree add`, and SIGKILL git and
+    agx together the moment git has written its administrative files — the state a kill in
+    the middle of worktree creation leaves (a locked worktree whose HEAD is all zeros)."""
+    import signal
+
+    common = _common_dir(repo)
+    proc = subprocess.Popen(["git", *args], cwd=repo, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    admin = common / WORKTREES / plan_id
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and proc.poll() is None:
+        if (admin / "locked").exists() and (admin / "HEAD").exists():
+            break
+    os.killpg(proc.pid, signal.SIGKILL)
+    os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _entry_tuple(value) -> tuple[str, str] | None:
@@ -309,9 +508,10 @@ def _prune_empty_dirs(folder: Path, stop: Path) -> None:
 class WorktreeCommitter:
     """Makes one commit per task in a plan's worktree, one commit at a time."""
 
-    def __init__(self, worktree: Path, ident: list[str]):
+    def __init__(self, worktree: Path, ident: list[str], ref: str):
         self.worktree = worktree
         self._ident = ident
+        self.ref = ref  # moved to each new commit (the worktree's HEAD is detached)
         self._lock = asyncio.Lock()
 
     async def commit(self, message: str, paths: list[str] | None, exclude: set[str]) -> str | None:
@@ -342,5 +542,8 @@ class WorktreeCommitter:
             git(w, "--literal-pathspecs", "add", "-A", "--", *paths)
         if git_ok(w, "diff", "--cached", "--quiet"):
             return None
+        old = git(w, "rev-parse", "HEAD")
         git(w, *self._ident, "commit", "-q", "--no-verify", "-m", message)
-        return git(w, "rev-parse", "HEAD")
+        new = git(w, "rev-parse", "HEAD")
+        git(w, "update-ref", "-m", "agx task", self.ref, new, old)
+        return new

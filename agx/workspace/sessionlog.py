@@ -1,6 +1,7 @@
 """The session log: JSON Lines under .agx/sessions/, one file per session.
 
-Every chat turn, plan and plan outcome is appended as one line. Appends are a single
+Every chat turn, plan and plan outcome is appended as one line; `encode_line` turns any
+record into one (no string can make it fail). Appends are a single
 `os.write` of a complete line to an O_APPEND descriptor followed by fsync, so a crash leaves
 at worst one torn final line; readers skip lines that do not parse, and the next writer
 starts on a fresh line. The log is the raw material for Echo's fine-tuning set.
@@ -26,6 +27,24 @@ def new_session_id() -> str:
     return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
 
 
+def encode_line(record: dict[str, Any]) -> bytes:
+    """One JSON line for any record, never an exception: a string that UTF-8 cannot encode (a
+    lone surrogate from bytes that were not UTF-8 in argv, a file name, a model's output) is
+    written as a JSON escape instead (\\udcff reads back as the same string); values JSON
+    has no form for are written as their text, and a record that still cannot be written (a
+    cycle) is replaced by one that says so."""
+    try:
+        text = json.dumps(record, ensure_ascii=False, default=str)
+    except (TypeError, ValueError, RecursionError) as exc:
+        text = json.dumps({k: record.get(k) for k in ("v", "ts", "session", "type")} |
+                          {"unwritable": f"{type(exc).__name__}: {exc}"}, ensure_ascii=False, default=str)
+    try:
+        return (text + "\n").encode("utf-8")
+    except UnicodeEncodeError:
+        # Re-encode with every non-ASCII character escaped: lossless, and ASCII always encodes.
+        return (json.dumps(json.loads(text), ensure_ascii=True) + "\n").encode("ascii")
+
+
 class SessionLog:
     def __init__(self, path: Path, session_id: str):
         self.path = Path(path)
@@ -41,7 +60,7 @@ class SessionLog:
 
     def append(self, kind: str, **fields: Any) -> dict[str, Any]:
         record = {"v": SCHEMA_VERSION, "ts": time.time(), "session": self.session_id, "type": kind, **fields}
-        line = (json.dumps(record, ensure_ascii=False, default=str) + "\n").encode("utf-8")
+        line = encode_line(record)
         with self._lock:
             fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
             try:

@@ -53,6 +53,10 @@ class PlanPane(Tree):
             super().__init__()
             self.task_id = task_id
 
+    # A long file content or edit under a task shows this many lines, then a pointer to `e`
+    # (which shows the task's arguments whole); commands and paths are always shown in full.
+    MAX_VALUE_LINES = 12
+
     def __init__(self, **kwargs) -> None:
         super().__init__("No plan — type /plan <what to change>", **kwargs)
         self.show_root = True
@@ -80,7 +84,7 @@ class PlanPane(Tree):
             branch = self.root.add(Text(f"level {i + 1}", style="dim"), expand=True)
             for tid in level:
                 if tid in view.tasks:
-                    self._task_nodes[tid] = branch.add_leaf(self._label(view.tasks[tid]), data=tid)
+                    self._task_nodes[tid] = self._add_task(branch, view.tasks[tid], view.phase)
         self.root.expand()
         # Tree lines are laid out on the next refresh; move the cursor after it.
         if selected in self._task_nodes:
@@ -88,6 +92,38 @@ class PlanPane(Tree):
         elif self._task_nodes and view.phase != pv.PLANNING:
             self.call_after_refresh(self.move_cursor, next(iter(self._task_nodes.values())))
         self._sync_ticker()
+
+    def _add_task(self, branch: TreeNode, tv: pv.TaskView, phase: str) -> TreeNode:
+        """A task's line; under it, for writes and commands, every argument in full (wrapped):
+        what `a` or space approves is on screen, never cut. Expanded while planned or reviewed."""
+        details = self._arg_lines(tv) if _needs_approval_details(tv.task.get("tool")) else []
+        if not details:
+            return branch.add_leaf(self._label(tv), data=tv.id)
+        node = branch.add(self._label(tv), data=tv.id, expand=phase in (pv.PLANNING, pv.REVIEW))
+        for line in details:
+            node.add_leaf(line, data=ArgLine(tv.id))
+        return node
+
+    def _arg_lines(self, tv: pv.TaskView) -> list[Text]:
+        from agx.execution.printer import approval_details
+
+        # The tree indents a detail line by 4 guides; keep the rest of the pane for the text.
+        width = max(24, (self.scrollable_content_region.width or 60) - 4 * self.guide_depth - 2)
+        args = tv.task.get("args") or {}
+        lines: list[Text] = []
+        for key, value in args.items():
+            block = approval_details({key: value}, width) if isinstance(args, dict) else []
+            if key not in ("command", "path", "paths") and len(block) > self.MAX_VALUE_LINES + 1:
+                hidden = len(block) - self.MAX_VALUE_LINES
+                block = block[: self.MAX_VALUE_LINES] + [f"  … {hidden} more lines (e shows the whole task)"]
+            for line in block:
+                lines.append(Text(line, style="bold" if key == "command" else "", no_wrap=True))
+        return lines
+
+    def on_resize(self) -> None:
+        # Detail lines are wrapped to the pane's width: wrap again when it changes.
+        if self.view is not None and any(self._task_nodes[t].children for t in self._task_nodes):
+            self.show(self.view)
 
     def refresh_tasks(self, task_ids: set[str] | None = None) -> None:
         """Relabel some tasks (all when None) and the root."""
@@ -162,7 +198,7 @@ class PlanPane(Tree):
     # -- selection --------------------------------------------------------------------------
     def selected_task_id(self) -> str | None:
         node = self.cursor_node
-        return node.data if node is not None and isinstance(node.data, str) else None
+        return _task_id_of(node.data) if node is not None else None
 
     def select_task(self, task_id: str) -> None:
         node = self._task_nodes.get(task_id)
@@ -171,4 +207,28 @@ class PlanPane(Tree):
 
     def on_tree_node_highlighted(self, event: Tree.NodeHighlighted) -> None:
         event.stop()
-        self.post_message(self.TaskSelected(event.node.data if isinstance(event.node.data, str) else None))
+        self.post_message(self.TaskSelected(_task_id_of(event.node.data)))
+
+
+class ArgLine:
+    """`data` of a detail line under a task: selecting it selects its task."""
+
+    __slots__ = ("task_id",)
+
+    def __init__(self, task_id: str) -> None:
+        self.task_id = task_id
+
+
+def _task_id_of(data: object) -> str | None:
+    if isinstance(data, str):
+        return data
+    return data.task_id if isinstance(data, ArgLine) else None
+
+
+def _needs_approval_details(tool: object) -> bool:
+    """Writes and commands (and tools agx does not know, which the executor treats as commands)."""
+    from agx.planning.builtin_tools import builtin_catalogue
+    from agx.planning.tools import Risk
+
+    spec = builtin_catalogue().get(str(tool)) if tool is not None else None
+    return spec is None or spec.risk is not Risk.READ
