@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 
 from agx.config import load_config
-from agx.execution import events as ev
+from agx import events as ev
 from agx.execution.executor import Executor
 from agx.execution.policy import ApprovalMode, Policy
 from agx.planning.builtin_tools import builtin_catalogue

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import psutil
 
-from agx.execution import events as ev
+from agx import events as ev
 from agx.execution.executor import Executor, Status, run_plan
 from agx.execution.policy import ApprovalMode, Policy
 from agx.planning.builtin_tools import builtin_catalogue

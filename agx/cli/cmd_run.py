@@ -330,7 +330,7 @@ async def _drive(ctx, executor, plan, request, catalogue, interactive, log, rec,
     """Plan (streaming tasks into the executor), ask for approval, run. Returns (result, errors)."""
     from pydantic import ValidationError
 
-    from agx.execution import events as ev
+    from agx import events as ev
     from agx.execution.printer import format_plan
     from agx.planning.plan import Task
     from agx.runtime.engine import CancelToken

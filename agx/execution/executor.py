@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Protocol
 
-from agx.execution import events as ev
+from agx import events as ev
 from agx.execution.policy import Policy
 from agx.execution.runners import RUNNERS, OutputBuffer, Runner, RunnerResult, TaskContext, TaskError
 from agx.planning.plan import Plan, Task, substitute_placeholders

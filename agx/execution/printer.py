@@ -8,7 +8,7 @@ import time
 import unicodedata
 from typing import TextIO
 
-from agx.execution import events as ev
+from agx import events as ev
 from agx.planning.plan import Plan
 from agx.planning.tools import ToolCatalogue
 

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from agx.execution.events import PlanEvent, Planned, PlanningStarted, TaskAdded
+from agx.events import PlanEvent, Planned, PlanningStarted, TaskAdded
 from agx.planning.plan import Plan
 from agx.planning.prompt import build_plan_messages, repair_messages, repo_context
 from agx.planning.schema_grammar import plan_gbnf, plan_json_schema

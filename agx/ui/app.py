@@ -30,7 +30,7 @@ from textual.widgets import Footer, Input
 
 from agx.config.errors import ConfigError
 from agx.config.roles import ROLE_NAMES
-from agx.execution import events as ev
+from agx import events as ev
 from agx.runtime.build_check import BuildUnusableError
 from agx.runtime.engine import CancelToken, ChatRequest, EngineError
 from agx.ui import plan_view as pv

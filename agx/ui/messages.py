@@ -88,7 +88,7 @@ class RouteDecided(Message):
 
 @dataclass
 class PlanEventArrived(Message):
-    """One event of agx.execution.events (planner or executor), except coalesced output."""
+    """One event of agx.events (planner or executor), except coalesced output."""
 
     event: Any
 

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from agx.execution import events as ev
+from agx import events as ev
 
 # Display statuses. "awaiting" = waiting for the user's approval; "approved"/"denied" are the
 # user's decisions before the run; the rest come from the executor.

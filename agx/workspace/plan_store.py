@@ -32,7 +32,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agx.execution import events as ev
+from agx import events as ev
 from agx.workspace.state_dir import ensure_state_dir
 
 STATES = ("planned", "running", "done", "failed", "cancelled", "interrupted", "applied", "discarded", "undone")

@@ -1,4 +1,4 @@
-"""The one typed event stream of a plan's life.
+"""The one typed event stream of a plan's life (below planning, execution and the workspace).
 
 Planner and executor emit these; the headless printer, the session log and the shell all
 consume the same objects. Every event is a frozen dataclass with `plan_id`; `to_record()`
