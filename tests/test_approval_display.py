@@ -54,14 +54,13 @@ def _unwrap(lines: list[str], label: str) -> str:
 def _run_with_answers(repo: Path, plan: Path, answers: str) -> str:
     """`agx run --plan` with a real terminal on stdin; `answers` typed once it asks."""
     master, slave = pty.openpty()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AGX_")}  # AGX_* would be config keys
-    env["COLUMNS"] = "72"
+    env = dict(os.environ, COLUMNS="72")
     proc = subprocess.Popen([sys.executable, "-m", "agx", "-C", str(repo), "run", "--plan", str(plan)],
                             stdin=slave, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
     os.close(slave)
     try:
         os.write(master, answers.encode())  # waits in the terminal's queue until agx reads it
-        out, _ = proc.communicate(timeout=120)
+        out, _ = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -85,7 +84,7 @@ def test_headless_prompt_shows_the_whole_command_and_every_write_argument(git_re
 
 
 def test_approve_each_shows_the_task_in_full_before_its_question(git_repo, tmp_path):
-    out = _run_with_answers(git_repo, _plan(tmp_path), "e\nn\nn\n")
+    out = _run_with_answers(git_repo, _plan(tmp_path), "e\nn\nn\nn\n")
     lines = out.splitlines()
     question = next(i for i, ln in enumerate(lines) if "run t2?" in ln)
     block_start = max(i for i in range(question) if "t2 [exec] shell: Innocent title" in lines[i])

@@ -12,13 +12,8 @@ import time
 from pathlib import Path
 
 
-# The child sees no AGX_* variable of the test process (they would be read as config keys).
-ENV = {k: v for k, v in os.environ.items() if not k.startswith("AGX_")}
-
-
 def agx(*args: str, cwd: Path, timeout: float = 120, **kw) -> subprocess.CompletedProcess:
     kw.setdefault("stdin", subprocess.DEVNULL)
-    kw.setdefault("env", ENV)
     return subprocess.run([sys.executable, "-m", "agx", *args], cwd=cwd, capture_output=True, text=True,
                           timeout=timeout, **kw)
 
@@ -69,7 +64,7 @@ def test_an_impossible_context_is_refused_before_loading_with_the_figure(git_rep
     # 4 GiB of address space at most: should the check ever be lost, llama.cpp fails fast in the
     # child instead of taking ~20 GB of this machine (and the assertions below fail).
     child = subprocess.Popen([sys.executable, "-m", "agx", "--set", "roles.echo.n_ctx=1000000000", "chat", "hi"],
-                             cwd=git_repo, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV,
+                             cwd=git_repo, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                              preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30)))
     _, status, usage = os.wait4(child.pid, 0)
     wall = time.monotonic() - start

@@ -19,8 +19,6 @@ import pytest
 from agx.execution.sandbox import macos_profile, probe, wrap_command
 
 SUPPORT = probe()
-# The child sees no AGX_* variable of the test process (they would be read as config keys).
-ENV = {k: v for k, v in os.environ.items() if not k.startswith("AGX_")}
 needs_landlock = pytest.mark.skipif(
     not SUPPORT.available, reason=f"this kernel offers no sandbox: {SUPPORT.why_not}")
 needs_net_restriction = pytest.mark.skipif(
@@ -33,7 +31,7 @@ def agx_run(repo: Path, tmp_path: Path, tasks: list[dict], *settings: str) -> su
     plan.write_text(json.dumps({"goal": "sandbox check", "tasks": tasks}))
     sets = [arg for s in settings for arg in ("--set", s)]
     return subprocess.run([sys.executable, "-m", "agx", "-C", str(repo), *sets, "run", "--plan", str(plan), "--yes",
-                           "--show-output"], capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL, env=ENV)
+                           "--show-output"], capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
 
 
 def shell(tid: str, command: str) -> dict:
@@ -174,7 +172,7 @@ def test_doctor_names_the_sandbox(tmp_path):
     assert describe(SandboxConfig(mode="off")).startswith("off")
     # The real command says it too, on one line.
     out = subprocess.run([sys.executable, "-m", "agx", "-C", str(tmp_path), "doctor"], capture_output=True, text=True,
-                         timeout=300, stdin=subprocess.DEVNULL, env=ENV)
+                         timeout=300, stdin=subprocess.DEVNULL)
     (line,) = [ln for ln in out.stdout.splitlines() if ln.startswith("sandbox:")]
     assert "workspace-write via Landlock" in line and "network off" in line
 
