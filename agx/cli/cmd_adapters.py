@@ -166,7 +166,7 @@ def run_convert(ctx: CliContext) -> int:
 
 
 def run_install(ctx: CliContext) -> int:
-    from agx.runtime.adapters import install_adapter
+    from agx.training.adapter_install import install_adapter
 
     a = ctx.args
     base = _base_path(ctx, a.base)

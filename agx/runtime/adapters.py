@@ -8,8 +8,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -101,7 +99,6 @@ def check_adapter_against_base(adapter_path: Path, base: GGUFInfo) -> None:
 
 ADAPTER_FILE = "adapter.gguf"
 MANIFEST_FILE = "manifest.json"
-_NAME_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
 @dataclass
@@ -242,62 +239,6 @@ def file_sha256(path: Path, chunk: int = 4 * 2**20) -> str:
         while block := fh.read(chunk):
             h.update(block)
     return h.hexdigest()
-
-
-def install_adapter(
-    peft_dir: Path,
-    base_gguf: Path,
-    name: str,
-    config: AgxConfig,
-    *,
-    outtype: str = "f32",
-    dataset: Path | None = None,
-    metrics: dict | None = None,
-    extra: dict | None = None,
-    force: bool = False,
-    hash_base: bool = True,
-):
-    """Convert a PEFT adapter into adapters/<name>/adapter.gguf and write its manifest.
-
-    Returns (folder, ConvertResult). Raises ConversionError for bad input.
-    """
-    from agx.training.convert_lora import ConversionError, convert_peft_to_gguf
-
-    if not _NAME_OK.match(name):
-        raise ConversionError(f"adapter name {name!r}: use letters, digits, '.', '_' and '-' (e.g. agenix-delta-v1)")
-    folder = adapters_dir(config) / name
-    if (folder / ADAPTER_FILE).exists() and not force:
-        raise ConversionError(f"adapter {name!r} already exists at {folder} (use --force to replace it)")
-    created = not folder.exists()
-    folder.mkdir(parents=True, exist_ok=True)
-    try:
-        result = convert_peft_to_gguf(peft_dir, base_gguf, folder / ADAPTER_FILE, outtype, name=name)
-    except ConversionError:
-        if created:  # leave no empty adapter folder behind for `list` to trip over
-            folder.rmdir()
-        raise
-    base_info = read_gguf_info(base_gguf)
-    peft_cfg = json.loads((Path(peft_dir) / "adapter_config.json").read_text())
-    manifest = {
-        "name": name,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "base_model": base_info.name or Path(base_gguf).name,
-        "base_file": Path(base_gguf).name,
-        "base_sha256": file_sha256(Path(base_gguf)) if hash_base else None,
-        "base_hf": peft_cfg.get("base_model_name_or_path"),
-        "architecture": result.architecture,
-        "rank": result.rank,
-        "alpha": result.peft_alpha,
-        "use_rslora": result.use_rslora,
-        "target_modules": result.targets,
-        "dataset": str(dataset) if dataset else None,
-        "dataset_sha256": file_sha256(Path(dataset)) if dataset and Path(dataset).is_file() else None,
-        "eval": metrics or {},
-        "size_bytes": result.size_bytes,
-    }
-    manifest.update(extra or {})
-    write_manifest(folder, manifest)
-    return folder, result
 
 
 def switch_role_adapter(pool, role: str, name_or_path: str | None, scale: float | None = None) -> Path | None:

@@ -1,0 +1,72 @@
+"""Installing a trained adapter: convert a PEFT folder into adapters/<name>/adapter.gguf plus its
+manifest. It lives in training (not runtime) because it needs the LoRA converter; the runtime
+only finds and checks adapters, so it never imports training.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from pathlib import Path
+
+from agx.config.schema import AgxConfig
+from agx.runtime.adapters import ADAPTER_FILE, adapters_dir, file_sha256, write_manifest
+from agx.runtime.gguf_info import read_gguf_info
+from agx.training.convert_lora import ConversionError, convert_peft_to_gguf
+
+_NAME_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+def install_adapter(
+    peft_dir: Path,
+    base_gguf: Path,
+    name: str,
+    config: AgxConfig,
+    *,
+    outtype: str = "f32",
+    dataset: Path | None = None,
+    metrics: dict | None = None,
+    extra: dict | None = None,
+    force: bool = False,
+    hash_base: bool = True,
+):
+    """Convert a PEFT adapter into adapters/<name>/adapter.gguf and write its manifest.
+
+    Returns (folder, ConvertResult). Raises ConversionError for bad input.
+    """
+    if not _NAME_OK.match(name):
+        raise ConversionError(f"adapter name {name!r}: use letters, digits, '.', '_' and '-' (e.g. agenix-delta-v1)")
+    folder = adapters_dir(config) / name
+    if (folder / ADAPTER_FILE).exists() and not force:
+        raise ConversionError(f"adapter {name!r} already exists at {folder} (use --force to replace it)")
+    created = not folder.exists()
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        result = convert_peft_to_gguf(peft_dir, base_gguf, folder / ADAPTER_FILE, outtype, name=name)
+    except ConversionError:
+        if created:  # leave no empty adapter folder behind for `list` to trip over
+            folder.rmdir()
+        raise
+    base_info = read_gguf_info(base_gguf)
+    peft_cfg = json.loads((Path(peft_dir) / "adapter_config.json").read_text())
+    manifest = {
+        "name": name,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "base_model": base_info.name or Path(base_gguf).name,
+        "base_file": Path(base_gguf).name,
+        "base_sha256": file_sha256(Path(base_gguf)) if hash_base else None,
+        "base_hf": peft_cfg.get("base_model_name_or_path"),
+        "architecture": result.architecture,
+        "rank": result.rank,
+        "alpha": result.peft_alpha,
+        "use_rslora": result.use_rslora,
+        "target_modules": result.targets,
+        "dataset": str(dataset) if dataset else None,
+        "dataset_sha256": file_sha256(Path(dataset)) if dataset and Path(dataset).is_file() else None,
+        "eval": metrics or {},
+        "size_bytes": result.size_bytes,
+    }
+    manifest.update(extra or {})
+    write_manifest(folder, manifest)
+    return folder, result
