@@ -121,7 +121,7 @@ async def test_the_plan_pane_shows_the_whole_command_before_approval(git_repo, t
             assert any(piece.strip() in row for row in screen), (piece, screen)
         # The write's path and content are there too; read-only t1 has no detail lines.
         t3 = [str(c.label) for c in pane._task_nodes["t3"].children]
-        assert "path: notes/a.txt" in t3 and [x.strip() for x in t3[t3.index("content:") + 1:]] == CONTENT.split("\n")
+        assert "path: notes/a.txt" in t3 and [x.strip() for x in t3[t3.index("content:") + 1:]] == CONTENT.splitlines()
         assert not pane._task_nodes["t1"].children
         # A detail line selects its task: approval keys act on it.
         pane.move_cursor(node.children[-1])

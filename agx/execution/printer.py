@@ -117,7 +117,8 @@ def approval_details(args: dict, width: int = 100) -> list[str]:
             continue
         lines.append(f"{label}:" + ("" if text else " (empty)"))
         if text:
-            lines.extend("  " + part for part in wrap_exact(text, width - 2))
+            # A file's final newline is the usual case, not a line of its own.
+            lines.extend("  " + part for part in wrap_exact(text.removesuffix("\n") or text, width - 2))
     return lines
 
 
