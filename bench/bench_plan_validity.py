@@ -74,7 +74,7 @@ def main() -> int:
     args = ap.parse_args()
 
     from agx.config import load_config
-    from agx.planning.builtin_tools import builtin_catalogue
+    from agx.execution.builtin_tools import builtin_catalogue
     from agx.planning.planner import Planner
     from agx.runtime.pool import EnginePool
 

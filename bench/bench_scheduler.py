@@ -24,7 +24,8 @@ from pathlib import Path
 
 from agx.execution.executor import Executor
 from agx.execution.policy import ApprovalMode, Policy
-from agx.execution.runners import RUNNERS, RunnerResult, TaskContext
+from agx.execution.builtin_tools import RUNNERS
+from agx.execution.runners import RunnerResult, TaskContext
 from agx.planning.plan import Plan, Task
 from agx.planning.tools import Risk, ToolCatalogue, ToolSpec
 

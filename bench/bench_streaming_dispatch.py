@@ -36,7 +36,7 @@ from agx.config import load_config
 from agx import events as ev
 from agx.execution.executor import Executor
 from agx.execution.policy import ApprovalMode, Policy
-from agx.planning.builtin_tools import builtin_catalogue
+from agx.execution.builtin_tools import builtin_catalogue
 from agx.planning.plan import Task
 from agx.planning.planner import Planner
 from agx.planning.stream_parser import PlanStreamParser

@@ -13,7 +13,7 @@ import json
 
 import pytest
 
-from agx.planning.builtin_tools import builtin_catalogue
+from agx.execution.builtin_tools import builtin_catalogue
 from agx.planning.prompt import build_plan_messages
 from agx.planning.schema_grammar import plan_gbnf
 from agx.runtime import constrained

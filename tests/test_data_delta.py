@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from agx.cli.main import main
-from agx.planning.builtin_tools import builtin_catalogue
+from agx.execution.builtin_tools import builtin_catalogue
 from agx.planning.prompt import build_plan_messages
 from agx.planning.validate import validate_plan
 from agx.training import data_delta

@@ -11,7 +11,7 @@ import psutil
 from agx import events as ev
 from agx.execution.executor import Executor, Status, run_plan
 from agx.execution.policy import ApprovalMode, Policy
-from agx.planning.builtin_tools import builtin_catalogue
+from agx.execution.builtin_tools import builtin_catalogue
 from agx.planning.plan import Plan, Task
 
 CAT = builtin_catalogue()

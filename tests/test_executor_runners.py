@@ -11,7 +11,7 @@ import pytest
 from agx.execution.executor import Executor, Status, run_plan
 from agx.execution.policy import ApprovalMode, Policy, UnsafePath, resolve_in_worktree
 from agx.execution.runners import detect_test_command
-from agx.planning.builtin_tools import builtin_catalogue
+from agx.execution.builtin_tools import builtin_catalogue
 from agx.planning.plan import Plan
 
 CAT = builtin_catalogue()

@@ -10,7 +10,7 @@ import pytest
 
 from agx.execution.executor import Executor, Status, run_plan
 from agx.execution.policy import ApprovalMode, Policy
-from agx.planning.builtin_tools import builtin_catalogue
+from agx.execution.builtin_tools import builtin_catalogue
 from agx.planning.plan import Plan
 from agx.workspace.git_isolation import GitError, GitIsolation
 

@@ -21,7 +21,7 @@ from agx.execution.policy import ApprovalMode, Policy
 from agx.mcp.catalogue import mcp_tool_specs, with_mcp_tools
 from agx.mcp.manager import McpCallError, McpManager, State, set_process_manager
 from agx.mcp.settings import ServerSpec, read_mcp_json
-from agx.planning.builtin_tools import builtin_catalogue
+from agx.execution.builtin_tools import builtin_catalogue
 from agx.planning.plan import Plan
 from agx.planning.tools import Risk
 

@@ -12,7 +12,7 @@ import pytest
 from agx.config.schema import ExecutionConfig
 from agx.execution import plan_run
 from agx.execution.policy import ApprovalMode, Policy
-from agx.planning.builtin_tools import builtin_catalogue
+from agx.execution.builtin_tools import builtin_catalogue
 from agx.planning.plan import Plan
 from agx.workspace.plan_store import PlanStore
 

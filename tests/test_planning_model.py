@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from agx.events import Planned, PlanningStarted, TaskAdded
-from agx.planning.builtin_tools import builtin_catalogue
+from agx.execution.builtin_tools import builtin_catalogue
 from agx.planning.planner import Planner, PlanResult, new_plan_id
 from agx.planning.validate import validate_plan
 from agx.runtime.engine import CancelToken

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from agx.planning.builtin_tools import builtin_catalogue
+from agx.execution.builtin_tools import builtin_catalogue
 from agx.planning.plan import Plan
 from agx.planning.prompt import build_plan_messages, repair_messages, repo_context
 from agx.planning.schema_grammar import build_grammar, canonical_plan_json, plan_gbnf, plan_json_schema
@@ -153,7 +153,7 @@ SAMPLE_SCRIPT = textwrap.dedent("""
     from llama_cpp import Llama, LlamaGrammar
     from agx.runtime.bundled import bundled_model_path
     from agx.planning.tools import load_catalogue_file
-    from agx.planning.builtin_tools import builtin_catalogue
+    from agx.execution.builtin_tools import builtin_catalogue
     from agx.planning.schema_grammar import plan_gbnf, plan_json_schema
     cat = builtin_catalogue() if sys.argv[1] == "builtin" else load_catalogue_file(sys.argv[1])
     llm = Llama(model_path=str(bundled_model_path()), n_ctx=256, n_threads=2, verbose=False)

@@ -47,7 +47,7 @@ def test_stop_string_ends_the_reply(llama_server):
 
 
 def _plan_schema():
-    from agx.planning.builtin_tools import builtin_catalogue
+    from agx.execution.builtin_tools import builtin_catalogue
     from agx.planning.schema_grammar import plan_json_schema
 
     return plan_json_schema(builtin_catalogue(), max_tasks=2, max_deps=1)
@@ -55,7 +55,7 @@ def _plan_schema():
 
 def test_schema_constrained_plan_through_remote_delta(llama_server, tmp_path):
     from agx.config import load_config
-    from agx.planning.builtin_tools import builtin_catalogue
+    from agx.execution.builtin_tools import builtin_catalogue
     from agx.planning.plan import Plan
     from agx.runtime.pool import EnginePool
 

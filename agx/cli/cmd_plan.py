@@ -38,7 +38,7 @@ def _read_request(args) -> str:
 
 
 def _load_catalogue(path: str | None):
-    from agx.planning.builtin_tools import builtin_catalogue
+    from agx.execution.builtin_tools import builtin_catalogue
     from agx.planning.tools import CatalogueFileError, load_catalogue_file
 
     if path is None:

@@ -178,7 +178,7 @@ def run(ctx: CliContext) -> int:
     from agx.execution.runners import dirty_state
     from agx.execution.sandbox import probe as sandbox_probe
     from agx.execution.sandbox import unavailable_notice
-    from agx.planning.builtin_tools import builtin_catalogue
+    from agx.execution.builtin_tools import builtin_catalogue
     from agx.planning.tools import Risk
     from agx.workspace.plan_store import new_plan_id
 

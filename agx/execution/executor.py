@@ -32,7 +32,8 @@ from typing import Any, Callable, Iterable, Protocol
 
 from agx import events as ev
 from agx.execution.policy import Policy
-from agx.execution.runners import RUNNERS, OutputBuffer, Runner, RunnerResult, TaskContext, TaskError
+from agx.execution.builtin_tools import RUNNERS, written_paths
+from agx.execution.runners import OutputBuffer, Runner, RunnerResult, TaskContext, TaskError
 from agx.planning.plan import Plan, Task, substitute_placeholders
 from agx.planning.tools import Risk, ToolCatalogue, ToolSpec
 
@@ -94,7 +95,6 @@ class RunResult:
 
 
 Subscriber = Callable[[ev.PlanEvent], Any]
-WRITER_TOOLS = ("write_file", "edit_file")
 
 
 class Executor:
@@ -138,7 +138,7 @@ class Executor:
         self._ready: list[str] = []  # FIFO: ids from _ready_head on wait for a free slot
         self._ready_head = 0
         self._queued: set[str] = set()  # ids in the live part of _ready
-        self._running_writers: set[str] = set()  # running write_file/edit_file tasks (see _start)
+        self._running_writers: set[str] = set()  # running tasks that write named files (see _start)
         # Counters keep the "is the run over?" test O(1) per dispatch.
         self._pending = 0  # nodes in PENDING
         self._undecided = 0  # PENDING nodes with approved None
@@ -448,7 +448,7 @@ class Executor:
         n.started = time.perf_counter()
         n.started_at = time.time()
         self._running += 1
-        if n.task.tool in WRITER_TOOLS:
+        if written_paths(n.task.tool, n.task.args):
             self._running_writers.add(n.task.id)
         self._emit(ev.TaskStarted(self.plan_id, task_id=n.task.id))
         n.aio_task = self._loop.create_task(self._execute(n), name=f"agx-task-{n.task.id}")
@@ -550,14 +550,12 @@ class Executor:
         )
 
     def _paths_owned_by_running_writers(self, exclude_id: str) -> set[str]:
-        """Files that running write_file/edit_file tasks are about to commit themselves."""
+        """Files that running file-writing tasks (write_file, edit_file, code) are about to commit themselves."""
         owned = set()
         for i in self._running_writers:  # not every node: that made each commit O(tasks)
             m = self.nodes.get(i)
             if i != exclude_id and m is not None and m.status is Status.RUNNING:
-                p = m.task.args.get("path")
-                if isinstance(p, str):
-                    owned.add(p)
+                owned.update(written_paths(m.task.tool, m.task.args))
         return owned
 
     async def _execute(self, n: Node) -> None:

@@ -1,4 +1,4 @@
-"""How each built-in tool runs. The executor calls `RUNNERS[tool](ctx)`.
+"""How each built-in tool runs (declared with its spec in agx/execution/builtin_tools.py).
 
 A runner is an async function taking a `TaskContext` (the task's arguments with `${ID}`
 placeholders already substituted, the working directory, limits, the engine) and returning a
@@ -503,25 +503,3 @@ async def run_mcp_tool(ctx: TaskContext) -> RunnerResult:
         raise TaskError(f"{ctx.tool}: {outcome.text.strip()[:400] or 'the tool reported an error'}")
     after = await asyncio.to_thread(dirty_state, ctx.workdir) if ctx.track_changes else None
     return RunnerResult(ctx.output.text, changed_paths=changed_between(before, after))
-
-
-class _Runners(dict):
-    """Runners by tool name; any `server.tool` name (an MCP tool) runs through run_mcp_tool."""
-
-    def get(self, name, default=None):
-        found = super().get(name)
-        if found is None and "." in name:
-            return run_mcp_tool
-        return default if found is None else found
-
-
-RUNNERS: dict[str, Runner] = _Runners({
-    "read_files": run_read_files,
-    "search": run_search,
-    "shell": run_shell,
-    "write_file": run_write_file,
-    "edit_file": run_edit_file,
-    "ask_model": run_ask_model,
-    "run_tests": run_tests,
-    "git_commit": run_git_commit,
-})

@@ -1,8 +1,9 @@
 """The tool catalogue: what Delta may plan with.
 
 A `ToolSpec` declares a tool's name, one-line description, JSON schema for its arguments and
-risk level. How a tool *runs* lives in the execution layer (agx/execution/runners.py), keyed
-by name, so a catalogue loaded from a file can describe tools agx cannot run itself (useful
+risk level. How a tool *runs* lives in the execution layer (agx/execution/builtin_tools.py
+declares each built-in tool once: spec, runner, the file it writes); runners are keyed by
+name, so a catalogue loaded from a file can describe tools agx cannot run itself (useful
 for planning benchmarks such as TaskBench).
 """
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from agx.planning.builtin_tools import builtin_catalogue
+from agx.execution.builtin_tools import builtin_catalogue
 from agx.planning.prompt import build_plan_messages, repo_context
 from agx.planning.schema_grammar import canonical_plan_json
 from agx.planning.tools import ToolCatalogue

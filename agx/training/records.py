@@ -130,7 +130,7 @@ def catalogue_to_json(catalogue: ToolCatalogue) -> list[dict[str, Any]]:
 
 def resolve_catalogue(ref: str | None, dataset_dir: Path, cache: dict[str, ToolCatalogue] | None = None) -> ToolCatalogue:
     """A record's catalogue: the builtin tools, or a catalogue file beside the dataset."""
-    from agx.planning.builtin_tools import builtin_catalogue
+    from agx.execution.builtin_tools import builtin_catalogue
 
     key = ref or BUILTIN_CATALOGUE
     if cache is not None and key in cache:

@@ -148,7 +148,7 @@ class AgxApp(App[int]):
     @property
     def catalogue(self):
         if self._catalogue is None:
-            from agx.planning.builtin_tools import builtin_catalogue
+            from agx.execution.builtin_tools import builtin_catalogue
 
             self._catalogue = builtin_catalogue()
         return self._catalogue

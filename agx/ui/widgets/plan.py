@@ -227,7 +227,7 @@ def _task_id_of(data: object) -> str | None:
 
 def _needs_approval_details(tool: object) -> bool:
     """Writes and commands (and tools agx does not know, which the executor treats as commands)."""
-    from agx.planning.builtin_tools import builtin_catalogue
+    from agx.execution.builtin_tools import builtin_catalogue
     from agx.planning.tools import Risk
 
     spec = builtin_catalogue().get(str(tool)) if tool is not None else None
