@@ -125,8 +125,9 @@ def serve_cmd(ctx: CliContext) -> int:
 # -- what Delta plans over -------------------------------------------------------------------
 def planning_catalogue(ctx: CliContext, base, request: str | None = None, warn=None):
     """`base` plus the tools of every configured MCP server that came up (failures and tools
-    left out are reported through `warn`, one line each), narrowed to the mcp.max_tools most
-    relevant to `request` when larger. Without MCP servers: `base` unchanged, nothing started."""
+    left out are reported through `warn`, one line each). When that is more than mcp.max_tools,
+    `base` plus the MCP tools most relevant to `request` (agx/planning/retrieval.py), up to
+    mcp.max_tools in all. Without MCP servers: `base` unchanged, nothing started."""
     from agx.mcp.settings import server_specs
 
     warn = warn or (lambda line: print(f"agx: {line}", file=sys.stderr))
@@ -145,5 +146,7 @@ def planning_catalogue(ctx: CliContext, base, request: str | None = None, warn=N
     if request is not None and len(catalogue) > ctx.config.mcp.max_tools:
         from agx.planning.retrieval import select_tools
 
-        catalogue = select_tools(catalogue, request, ctx.config.mcp.max_tools)
+        # agx's own tools stay (they are few, and the prompt's example uses them); the MCP
+        # tools compete for the rest of the budget.
+        catalogue = select_tools(catalogue, request, ctx.config.mcp.max_tools, always=base.names())
     return catalogue
