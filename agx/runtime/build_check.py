@@ -30,12 +30,16 @@ from agx.runtime.engine import EngineError
 CHILD_TIMEOUT_S = 120.0
 VERDICT_FILE = "build-check.json"
 
-# The child: load, decode 4 tokens greedily, say so. Kept tiny so a failure can only be the build.
+# The child: load, evaluate a prompt of a few dozen tokens as one batch, decode 4 tokens
+# greedily, say so. Both halves matter: on the KVM guest that motivated this check, a native
+# build's AMX kernels run only for batched matrix products (prompt processing), so a one-token
+# prompt decoded fine and the first real request died. Kept tiny so a failure can only be the build.
 _CHILD = """
 import sys
 from llama_cpp import Llama
-llm = Llama(model_path=sys.argv[1], n_ctx=128, n_batch=32, n_threads=int(sys.argv[2]), verbose=False)
-out = llm.create_completion("The capital of France is", max_tokens=4, temperature=0.0)
+llm = Llama(model_path=sys.argv[1], n_ctx=256, n_batch=64, n_threads=int(sys.argv[2]), verbose=False)
+prompt = "Answer in one word. " * 6 + "The capital of France is"
+out = llm.create_completion(prompt, max_tokens=4, temperature=0.0)
 print("decoded", len(out["choices"][0]["text"]))
 """
 
