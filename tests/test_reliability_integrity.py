@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -23,6 +24,8 @@ from pathlib import Path
 
 import psutil
 import pytest
+
+PLAN_ID = re.compile(r"^p\d{6}-\d{6}-[0-9a-f]{4}$")
 
 
 def git(repo: Path, *args: str, check: bool = True) -> str:
@@ -57,7 +60,9 @@ def agx_worktrees(repo: Path) -> list[str]:
 
 
 def agx_refs(repo: Path) -> list[str]:
-    return git(repo, "for-each-ref", "--format=%(refname)", "refs/agx", "refs/heads/agx").split()
+    """refs/agx/*, and branches agx/<plan-id> (what agx before refs/agx made)."""
+    refs = git(repo, "for-each-ref", "--format=%(refname)", "refs/agx", "refs/heads/agx").split()
+    return [r for r in refs if r.startswith("refs/agx/") or PLAN_ID.match(r.rsplit("/", 1)[-1])]
 
 
 def assert_repository_clean_and_known(repo: Path) -> None:
@@ -111,9 +116,10 @@ def test_kill_at_every_step_of_worktree_creation_is_recovered(git_repo, tmp_path
     assert killed.returncode == -signal.SIGKILL, (killed.returncode, killed.stderr.decode())
     if step == "worktree-add":
         # The state the issue reported: a locked worktree, unknown to git's prune, breaking fsck.
-        assert list((repo / ".git" / "worktrees").glob("*/locked")), "the hook did not stop git mid-way"
-        fsck = subprocess.run(["git", "fsck", "--no-progress"], cwd=repo, capture_output=True)
-        assert fsck.returncode != 0, "a half-made worktree breaks git fsck (without agx's recovery)"
+        (locked,) = (repo / ".git" / "worktrees").glob("*/locked")  # else the hook missed git mid-way
+        if (locked.parent / "HEAD").read_text().strip() == "0" * 40:  # most runs: killed before git set HEAD
+            fsck = subprocess.run(["git", "fsck", "--no-progress"], cwd=repo, capture_output=True)
+            assert fsck.returncode != 0, "a half-made worktree breaks git fsck (without agx's recovery)"
 
     # The next agx command recovers.
     after = agx(repo, "plans")
@@ -159,7 +165,8 @@ def test_half_made_worktree_of_an_older_agx_without_a_record_is_removed(git_repo
     assert agx(repo, "plans").returncode == 0
     assert_repository_clean_and_known(repo)
     assert not admin.exists() and not (repo / ".agx" / "worktrees" / plan_id).exists()
-    assert agx_refs(repo) == ["refs/heads/agx/mine"]
+    assert agx_refs(repo) == []
+    assert git(repo, "for-each-ref", "--format=%(refname)", "refs/heads/agx") == "refs/heads/agx/mine"
 
 
 # -- 2. apply carries file names that are not UTF-8 ----------------------------------------
@@ -222,13 +229,15 @@ def _alive(pid: int) -> bool:
 
 def test_a_task_process_spawned_just_before_agx_dies_is_killed_by_recovery(git_repo, tmp_path):
     repo = git_repo
-    pidfile = tmp_path / "task.pid"
+    # In the worktree: the sandbox lets a command write nowhere else.
     plan = write_plan(tmp_path, [{"id": "long", "title": "sleep", "tool": "shell",
-                                  "args": {"command": f"echo $$ > {pidfile}; exec sleep 600"}, "deps": []}])
+                                  "args": {"command": "echo $$ > task.pid.tmp && mv task.pid.tmp task.pid; "
+                                                      "exec sleep 600"}, "deps": []}])
     pid = None
     try:
         killed = agx(repo, "run", "--plan", str(plan), "--yes", env={"AGX_TEST_KILL_AT": "spawned"})
-        assert killed.returncode == -signal.SIGKILL
+        assert killed.returncode == -signal.SIGKILL, killed.stderr.decode()
+        pidfile = repo / records(repo)[0]["worktree"] / "task.pid"
         deadline = time.monotonic() + 10
         while not (pidfile.exists() and pidfile.read_text().strip()) and time.monotonic() < deadline:
             time.sleep(0.02)
@@ -301,7 +310,7 @@ def test_run_with_a_request_that_is_not_utf8_fails_cleanly_and_leaves_no_running
     out = subprocess.run(
         ["flock", "/tmp/agx-cpu.lock", sys.executable, "-m", "agx", "-C", str(repo), "--set", "roles.delta.sampling.max_tokens=24",
          "--set", "roles.delta.n_ctx=2048", "--set", "roles.delta.n_threads=2", "--set", "execution.repair_rounds=0", "run", b"hello \xff\xfe", "--yes"],
-        capture_output=True, timeout=300, stdin=subprocess.DEVNULL)
+        capture_output=True, timeout=1500, stdin=subprocess.DEVNULL)  # waits its turn for the CPU lock
     assert b"Traceback" not in out.stderr and b"UnicodeEncodeError" not in out.stderr, out.stderr.decode()
     assert out.returncode == 1
     (rec,) = records(repo)
@@ -317,7 +326,7 @@ def test_chat_with_bytes_that_are_not_utf8(git_repo, how):
     args = ["chat", "--max-tokens", "4"] + ([b"hello \xff\xfe"] if how == "argv" else [])
     out = subprocess.run(["flock", "/tmp/agx-cpu.lock", sys.executable, "-m", "agx", "-C", str(repo),
                           "--set", "roles.echo.n_ctx=2048", *args],
-                         input=b"hello \xff\xfe" if how == "stdin" else b"", capture_output=True, timeout=300)
+                         input=b"hello \xff\xfe" if how == "stdin" else b"", capture_output=True, timeout=1500)
     assert out.returncode == 0, out.stderr.decode()
     assert b"Traceback" not in out.stderr
     log = next((repo / ".agx" / "sessions").glob("*.jsonl")).read_bytes().decode("utf-8")

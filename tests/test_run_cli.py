@@ -35,7 +35,12 @@ def agx(repo: Path, *args: str) -> int:
 
 
 def records(repo: Path) -> list[dict]:
-    return [json.loads(p.read_text()) for p in sorted((repo / ".agx" / "plans").glob("*.json"))]
+    """The plan records as agx reads them (the record file plus its journal of task events)."""
+    from dataclasses import asdict
+
+    from agx.workspace.plan_store import PlanStore
+
+    return [asdict(r) for r in PlanStore(repo).all()]
 
 
 def test_run_plan_in_parallel_with_summary(git_repo, tmp_path, capsys):

@@ -26,6 +26,8 @@ _ENV_RESERVED = {
     "AGX_CONFIG", "AGX_HOME",
     # the llama.cpp build: install-time accelerator choice and the build check (runtime/build_check.py)
     "AGX_LLAMA_ACCELERATOR", "AGX_SKIP_BUILD_CHECK", "AGX_BUILD_CHECK_FILE",
+    # a run's token in its task processes (workspace/processes.py); the kill-at-step test hook
+    "AGX_RUN_TOKEN", "AGX_TEST_KILL_AT",
 }
 
 

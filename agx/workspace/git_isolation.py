@@ -483,11 +483,10 @@ def _add_worktree_and_die(repo: Path, git_dir: Path, args: list[str], plan_id: s
     common = _common_dir(repo)
     proc = subprocess.Popen(["git", *args], cwd=repo, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    admin = common / WORKTREES / plan_id
+    head = common / WORKTREES / plan_id / "HEAD"  # written (all zeros) after `locked`
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and proc.poll() is None:
-        if (admin / "locked").exists() and (admin / "HEAD").exists():
-            break
+    while time.monotonic() < deadline and proc.poll() is None and not head.exists():
+        pass  # a busy wait: the window until git's child process sets HEAD is a millisecond
     os.killpg(proc.pid, signal.SIGKILL)
     os.kill(os.getpid(), signal.SIGKILL)
 
