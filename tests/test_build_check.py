@@ -193,3 +193,37 @@ def test_the_installed_llama_cpp_is_the_portable_build():
     info = llama_cpp.llama_print_system_info().decode()
     assert "AMX_INT8 = 1" not in info
     assert ("AVX512 = 1" in info) == ("avx512" in cpu_build.executable_levels())
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux (apt-get install -y tmux)")
+def test_the_shell_exits_1_with_the_line_after_restoring_the_terminal(git_repo, tmp_path):
+    """`agx` (the shell) in a real terminal: the build check's verdict ends it with exit 1 and
+    the one line, printed on the restored terminal rather than lost in the full-screen UI."""
+    import time
+
+    store_file = tmp_path / "verdicts.json"
+    VerdictStore(store_file).put(build_key(), Verdict(False, "killed by SIGILL (illegal instruction: the build "
+                                                             "uses CPU instructions this machine cannot execute)",
+                                                      "SIGILL", 0.2, 1.0))
+    session = f"agx-buildcheck-{os.getpid()}"
+    status_file = tmp_path / "exit_status"
+    env = (f"XDG_CONFIG_HOME={tmp_path / 'xdg'} XDG_CACHE_HOME={tmp_path / 'cache'} TERM=xterm-256color "
+           f"AGX_BUILD_CHECK_FILE={store_file}")
+    command = (f"env -u COLUMNS -u LINES {env} {sys.executable} -m agx; "
+               f"echo $? > {status_file}; sleep 30")
+    subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "120", "-y", "40", "-c", str(git_repo), command],
+                   check=True)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not status_file.exists():
+            time.sleep(0.2)
+        assert status_file.exists(), "the shell never exited"
+        time.sleep(0.2)
+        assert status_file.read_text().strip() == "1"
+        # What the person sees once the full-screen UI is gone (the line wraps at 120 columns).
+        screen = subprocess.run(["tmux", "capture-pane", "-p", "-J", "-t", session], capture_output=True,
+                                text=True).stdout
+        assert "agx: the llama.cpp build cannot run on this machine" in screen and "CMAKE_ARGS=" in screen, screen
+        assert "Traceback" not in screen
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
