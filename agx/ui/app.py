@@ -895,6 +895,12 @@ class AgxApp(App[int]):
             self.refresh_bindings()
             return
         self._run = run
+        from agx.execution.sandbox import unavailable_notice
+
+        sandbox_note = await asyncio.to_thread(unavailable_notice, self.config.execution.sandbox)
+        if sandbox_note and not getattr(self, "_sandbox_noted", False):  # said once per session
+            self._sandbox_noted = True
+            self.chat.add_notice(f"Sandbox: {sandbox_note}", "error")
         if run.record.excluded:
             from agx.workspace.git_isolation import display
 
