@@ -186,3 +186,32 @@ def test_wrapping_is_plain_sh_when_off_and_a_sandbox_exec_profile_denies_writes(
     profile = macos_profile(SandboxConfig(), tmp_path, network_off=True)
     assert "(deny file-write*)" in profile and f'(subpath "{os.path.realpath(tmp_path)}")' in profile
     assert "(deny network*)" in profile
+
+
+@needs_landlock
+def test_a_commands_temp_dir_is_removed_even_after_agx_is_killed(git_repo, tmp_path):
+    import signal
+    import tempfile
+    import time
+
+    from agx.execution.sandbox import SCRATCH_PREFIX
+
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps({"goal": "g", "tasks": [shell("slow", "echo x > \"$TMPDIR/kept\"; sleep 60")]}))
+    proc = subprocess.Popen([sys.executable, "-m", "agx", "-C", str(git_repo), "run", "--plan", str(plan), "--yes"],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    pattern = f"{SCRATCH_PREFIX}{proc.pid}-*"
+    try:
+        deadline = time.monotonic() + 60
+        while not list(Path(tempfile.gettempdir()).glob(f"{pattern}/kept")):
+            assert time.monotonic() < deadline and proc.poll() is None, "the task never wrote to its temp dir"
+            time.sleep(0.05)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert list(Path(tempfile.gettempdir()).glob(pattern)), "the killed agx's temp dir should still be there"
+    # The next agx that runs a command cleans up (and kills the orphaned sleep, see test_run_cli).
+    agx_run(git_repo, tmp_path, [shell("w", "true")])
+    assert not list(Path(tempfile.gettempdir()).glob(pattern))

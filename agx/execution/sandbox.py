@@ -76,11 +76,31 @@ def probe() -> SandboxSupport:
     return SandboxSupport(found.get("filesystem"), found.get("network"))
 
 
+SCRATCH_PREFIX = "agx-task-"
+
+
 def make_scratch(config: SandboxConfig | None) -> Path | None:
-    """A fresh temp directory for one sandboxed command (None when there is no sandbox)."""
+    """A fresh temp directory for one sandboxed command (None when there is no sandbox). Its
+    name carries agx's pid, so that the first command of a later agx removes those a killed
+    agx left behind."""
     if config is None or config.mode == "off":
         return None
-    return Path(tempfile.mkdtemp(prefix="agx-task-"))
+    _sweep_stale_scratch()
+    return Path(tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-"))
+
+
+@functools.lru_cache(maxsize=1)
+def _sweep_stale_scratch() -> None:
+    for path in Path(tempfile.gettempdir()).glob(f"{SCRATCH_PREFIX}*-*"):
+        pid = path.name[len(SCRATCH_PREFIX):].split("-", 1)[0]
+        try:
+            if not pid.isdigit() or path.lstat().st_uid != os.getuid():
+                continue
+            os.kill(int(pid), 0)  # still running: its scratch dirs are in use
+        except ProcessLookupError:
+            shutil.rmtree(path, ignore_errors=True)
+        except OSError:
+            continue
 
 
 def remove_scratch(scratch: Path | None) -> None:
