@@ -40,7 +40,7 @@ for tok in llm.generate(tokens, temp=0.0, top_k=1, top_p=1.0, min_p=0.0, repeat_
         break
 end = time.perf_counter()
 info = llama_print_system_info().decode()
-sets = [p.split("=")[0].strip() for p in info.split("|") if p.strip().endswith("= 1")]
+sets = [p.split("=")[0].split(":")[-1].strip() for p in info.split("|") if p.strip().endswith("= 1")]
 print(json.dumps({"tok_s": (count - 1) / (end - first), "sets": sets}))
 """
 

@@ -103,7 +103,7 @@ def _print_build_check(needed: bool, recheck: bool) -> bool:
     from agx.runtime.bundled import bundled_model_path
 
     info = llama_cpp.llama_print_system_info().decode("utf-8", "replace")
-    cpu_sets = [part.split("=")[0].strip() for part in info.split("|") if part.strip().endswith("= 1")]
+    cpu_sets = [part.split("=")[0].split(":")[-1].strip() for part in info.split("|") if part.strip().endswith("= 1")]
     print(f"build:    CPU instruction sets compiled in: {', '.join(cpu_sets) or 'baseline only'}")
     if not needed:
         print("check:    skipped — every role uses a remote backend")
