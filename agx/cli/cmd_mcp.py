@@ -117,7 +117,7 @@ def call_cmd(ctx: CliContext) -> int:
 
 
 def serve_cmd(ctx: CliContext) -> int:
-    from agx.mcp.serve import serve_stdio
+    from agx.cli.mcp_serve import serve_stdio
 
     return serve_stdio(ctx, allow_writes=ctx.args.yes)
 
