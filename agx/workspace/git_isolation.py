@@ -474,6 +474,15 @@ def sweep_orphans(repo: Path, has_record) -> list[str]:
     return removed
 
 
+def sync_plan_ref(worktree: Path, ref: str) -> None:
+    """Move the plan's ref to its worktree's HEAD when HEAD is ahead of it (a commit whose ref
+    update was cut short by a crash, or one a task's command made itself)."""
+    head = git(worktree, "rev-parse", "--verify", "-q", "HEAD", check=False)
+    tip = git(worktree, "rev-parse", "--verify", "-q", ref, check=False)
+    if head and head != tip and (not tip or git_ok(worktree, "merge-base", "--is-ancestor", tip, head)):
+        git(worktree, "update-ref", "-m", "agx task", ref, head, check=False)
+
+
 def _add_worktree_and_die(repo: Path, git_dir: Path, args: list[str], plan_id: str) -> None:
     """Test hook (AGX_TEST_KILL_AT=worktree-add): run `git worktree add`, and SIGKILL git and
     agx together the moment git has written its administrative files — the state a kill in
@@ -530,19 +539,20 @@ class WorktreeCommitter:
 
     def _commit_sync(self, message: str, paths: list[str] | None, exclude: set[str]) -> str | None:
         w = self.worktree
-        if paths is None:
-            git(w, "add", "-A", "--", ".")
-            for p in exclude:
-                git(w, "reset", "-q", "--", p, check=False)
-        else:
-            paths = self._addable([p for p in paths or [] if p not in exclude])
-            if not paths:
+        try:
+            if paths is None:
+                git(w, "add", "-A", "--", ".")
+                for p in exclude:
+                    git(w, "reset", "-q", "--", p, check=False)
+            else:
+                paths = self._addable([p for p in paths or [] if p not in exclude])
+                if not paths:
+                    return None
+                git(w, "--literal-pathspecs", "add", "-A", "--", *paths)
+            if git_ok(w, "diff", "--cached", "--quiet"):
                 return None
-            git(w, "--literal-pathspecs", "add", "-A", "--", *paths)
-        if git_ok(w, "diff", "--cached", "--quiet"):
-            return None
-        old = git(w, "rev-parse", "HEAD")
-        git(w, *self._ident, "commit", "-q", "--no-verify", "-m", message)
-        new = git(w, "rev-parse", "HEAD")
-        git(w, "update-ref", "-m", "agx task", self.ref, new, old)
-        return new
+            git(w, *self._ident, "commit", "-q", "--no-verify", "-m", message)
+            return git(w, "rev-parse", "HEAD")
+        finally:
+            # The ref follows the worktree's HEAD — also when a command committed by itself.
+            sync_plan_ref(w, self.ref)

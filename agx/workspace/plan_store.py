@@ -277,6 +277,11 @@ class PlanStore:
                     t["status"] = "interrupted"
                 t.pop("pgid", None)
                 t.pop("pgid_start", None)
+            if rec.worktree_ready and rec.worktree and rec.branch and rec.branch.startswith("refs/agx/"):
+                from agx.workspace.git_isolation import sync_plan_ref
+
+                if (self.repo / rec.worktree).is_dir():  # a task's commit whose ref update the kill cut short
+                    sync_plan_ref(self.repo / rec.worktree, rec.branch)
             if not rec.worktree_ready:
                 from agx.workspace.git_isolation import remove_plan_checkout
 
