@@ -114,6 +114,7 @@ class AgxApp(App[int]):
         self.first_paint_s: float | None = None
         self._t_start = time.perf_counter()
         self._catalogue = None
+        self.mcp = None  # agx.mcp.manager.McpManager when MCP servers are configured (ui/mcp_tools.py)
 
     # -- layout -----------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -270,8 +271,43 @@ class AgxApp(App[int]):
             self.session_log = SessionLog.open(self.repo)
         self._recover_stale()
         self.refresh_git()
+        self._start_mcp()
         if self.watch_files:
             self._watch_repo()
+
+    @work(thread=True, group="mcp")
+    def _start_mcp(self) -> None:
+        """MCP servers start in the background; the status bar counts them, and once they are
+        up their tools join the catalogue (ui/mcp_tools.py)."""
+        from agx.execution.builtin_tools import builtin_catalogue
+        from agx.ui import mcp_tools
+
+        self._configured.wait()
+        try:
+            self.mcp = mcp_tools.manager_if_configured(self.config, self.repo or self.cwd)
+        except Exception as exc:  # noqa: BLE001 - a bad .mcp.json or header variable: say so, go on
+            self.call_from_thread(self.chat.add_notice, f"MCP servers not started: {exc}", "error")
+            return
+        if self.mcp is None:
+            return
+        self.mcp.start()
+        self.call_from_thread(self._show_mcp_status)
+        statuses = self.mcp.wait_ready()
+        self._catalogue = mcp_tools.catalogue_now(builtin_catalogue(), self.mcp)
+        self.call_from_thread(self._show_mcp_status)
+        self.call_from_thread(self.set_interval, 2.0, self._show_mcp_status)  # a server may die later
+        for st in statuses:
+            if st.error:
+                self.call_from_thread(self.chat.add_notice, st.error, "error")
+
+    def _show_mcp_status(self) -> None:
+        from agx.ui.mcp_tools import status_text
+
+        status = self.query_one(StatusBar)
+        text = status_text(self.mcp)
+        if text != status.mcp:
+            status.mcp = text
+            status.refresh_status()
 
     @work(thread=True, group="startup")
     def _recover_stale(self) -> None:
@@ -415,12 +451,17 @@ class AgxApp(App[int]):
                 if rest:
                     self.chat.add_user(rest)
                     self.send_chat(rest)
+            elif command == "/tools":
+                from agx.ui.mcp_tools import tools_listing
+
+                self.chat.add_notice(tools_listing(self.mcp))
+                self._show_mcp_status()
             elif command == "/help":
                 self.action_help()
             elif command in ("/quit", "/exit"):
                 self.action_quit()
             else:
-                self.chat.add_notice(f"unknown command {command} (commands: /plan, /run-plan, /chat, /help, /quit)",
+                self.chat.add_notice(f"unknown command {command} (commands: /plan, /run-plan, /chat, /tools, /help, /quit)",
                                      "error")
             return
         self.chat.add_user(text)
@@ -574,7 +615,14 @@ class AgxApp(App[int]):
         token = CancelToken()
         self._plan_cancel = token
         try:
-            planner = Planner(self._engine("delta"), self.catalogue, self.repo, self.config.execution.repair_rounds)
+            catalogue = self.catalogue
+            if self.mcp is not None:  # MCP tools: wait for servers still starting; the relevant ones only
+                from agx.execution.builtin_tools import builtin_catalogue
+                from agx.ui import mcp_tools
+
+                catalogue = mcp_tools.planning_catalogue(builtin_catalogue(), self.mcp, request, self.config.mcp.max_tools)
+                self._catalogue = mcp_tools.catalogue_now(builtin_catalogue(), self.mcp)
+            planner = Planner(self._engine("delta"), catalogue, self.repo, self.config.execution.repair_rounds)
             result = planner.plan(request, on_event=lambda e: self.post_message(PlanEventArrived(e)), cancel=token)
             self.post_message(PlanningEnded(result.plan_id, result))
         except EngineError as exc:

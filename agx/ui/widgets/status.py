@@ -34,6 +34,7 @@ class StatusBar(Static):
         super().__init__("", **kwargs)
         self.roles: dict[str, RoleStatus] = {}
         self.extra = ""
+        self.mcp = ""  # "MCP up/total" when MCP servers are configured
         self._frame = 0
 
     def on_mount(self) -> None:
@@ -74,6 +75,9 @@ class StatusBar(Static):
                 if r.n_ctx:
                     pct = 100 * r.context_used / r.n_ctx
                     text.append(f" ctx {r.context_used}/{r.n_ctx} ({pct:.0f}%)", style="dim")
+        if self.mcp:
+            text.append("  │  ", style="dim")
+            text.append(self.mcp, style="cyan")
         if self.extra:
             text.append("  │  ", style="dim")
             text.append(self.extra)
