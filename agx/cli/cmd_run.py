@@ -223,7 +223,9 @@ def run(ctx: CliContext) -> int:
     try:
         prun = start_run(repo, new_plan_id(), request=request, goal=goal, plan={"goal": goal, "tasks": []},
                          catalogue=catalogue, policy=policy, engine=_engine_or_none(ctx, "echo", echo_use),
-                         execution=config.execution, max_parallel=max_parallel, task_timeout_s=timeout)
+                         execution=config.execution, max_parallel=max_parallel, task_timeout_s=timeout,
+                         code_engine=(_engine_or_none(ctx, "delta", "code tasks will fail")
+                                      if plan is None or any(t.tool == "code" for t in plan.tasks) else None))
     except PlanRunError as exc:
         raise CliError(str(exc)) from None
     rec, executor, iso, snap = prun.record, prun.executor, prun.git, prun.snapshot

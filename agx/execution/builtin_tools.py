@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from agx.execution import runners as r
+from agx.execution.code_tool import run_code
 from agx.execution.runners import Runner
 from agx.planning.tools import Risk, ToolCatalogue, ToolSpec
 
@@ -54,6 +55,10 @@ BUILTIN: tuple[BuiltinTool, ...] = (
                                         "items": _obj({"search": _STR, "replace": _STR}, ["search", "replace"])}},
                ["path", "edits"]),
           Risk.WRITE, r.run_edit_file, writes="path"),
+    _tool("code", "Change files by instruction: when the task runs, the model reads the files' current text "
+                  "(and the deps' outputs) and writes edits that always apply.",
+          _obj({"paths": {**_PATHS, "maxItems": 8}, "instruction": _STR}, ["paths", "instruction"]),
+          Risk.WRITE, run_code, writes="paths"),
     _tool("ask_model", "Ask the model a question; the prompt may include dependency outputs via ${ID}. Output is its answer.",
           _obj({"prompt": _STR}, ["prompt"]), Risk.READ, r.run_ask_model),
     _tool("run_tests", "Run the project's test suite (configured command or detected); output is the test report.",

@@ -110,6 +110,7 @@ class Executor:
         policy: Policy | None = None,
         runners: dict[str, Runner] | None = None,
         engine: Any = None,
+        code_engine: Any = None,
         committer: Committer | None = None,
         test_command: str | None = None,
         process_env: dict[str, str] | None = None,
@@ -126,6 +127,7 @@ class Executor:
         self.policy = policy or Policy()
         self.runners = RUNNERS if runners is None else runners
         self.engine = engine
+        self.code_engine = code_engine  # Delta's, for `code` tasks (None: engine)
         self.committer = committer
         self.test_command = test_command
         # Added to every task process's environment: the run's token (workspace/processes.py).
@@ -542,11 +544,13 @@ class Executor:
             output=OutputBuffer(self.output_cap_bytes),
             emit=emit,
             engine=self.engine,
+            code_engine=self.code_engine,
             test_command=self.test_command,
             register_pgid=register_pgid,
             track_changes=self.committer is not None,
             env=self.process_env,
             sandbox=self.sandbox,
+            dep_outputs=outputs,
         )
 
     def _paths_owned_by_running_writers(self, exclude_id: str) -> set[str]:

@@ -46,7 +46,7 @@ class PlanRun:
 
 def start_run(repo: Path, plan_id: str, *, request: str, goal: str, plan: dict, catalogue: ToolCatalogue,
               policy: Policy, engine: Any, execution: ExecutionConfig, max_parallel: int | None = None,
-              task_timeout_s: float | None = None) -> PlanRun:
+              task_timeout_s: float | None = None, code_engine: Any = None) -> PlanRun:
     """Snapshot what the user sees, create the worktree, record the plan as running, and build
     its executor with a recorder that keeps `.agx/plans/<id>.json` current. Nothing in the
     user's checkout changes. `execution` is the [execution] config; `max_parallel` and
@@ -86,7 +86,7 @@ def start_run(repo: Path, plan_id: str, *, request: str, goal: str, plan: dict, 
     executor = Executor(
         plan_id, catalogue, worktree, max_parallel=max_parallel or execution.max_parallel,
         task_timeout_s=task_timeout_s or execution.task_timeout_s, output_cap_bytes=execution.output_cap_bytes,
-        policy=policy, engine=engine, committer=git.committer(worktree, plan_id), test_command=execution.test_command,
+        policy=policy, engine=engine, code_engine=code_engine, committer=git.committer(worktree, plan_id), test_command=execution.test_command,
         process_env={TOKEN_ENV: rec.run_token},
         sandbox=execution.sandbox,
     )

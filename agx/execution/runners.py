@@ -73,6 +73,7 @@ class TaskContext:
     output: OutputBuffer
     emit: Callable[[str, str], None]  # (text, stream) -> TaskOutput event
     engine: Any = None  # agx.runtime.engine.Engine for ask_model
+    code_engine: Any = None  # the engine that writes `code` edits (Delta's); None: `engine`
     test_command: str | None = None
     # (pgid, leader's start time) once a command runs, (None) when it is over.
     register_pgid: Callable[..., None] = lambda pgid, started=None: None
@@ -82,6 +83,8 @@ class TaskContext:
     env: dict[str, str] = field(default_factory=dict)
     # [execution.sandbox] (agx.config.schema.SandboxConfig) for commands; None: no sandbox.
     sandbox: Any = None
+    # Outputs of the task's dependencies by id (the `code` tool shows them to the model).
+    dep_outputs: dict[str, str] = field(default_factory=dict)
 
     def write(self, text: str, stream: str = "stdout") -> None:
         kept = self.output.add(text)

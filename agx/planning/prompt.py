@@ -29,7 +29,7 @@ Rules:
 - deps: the ids of the tasks whose output this task needs. Never the task itself, no cycles.
 - To use a dependency's output inside an argument, write ${{ID}} (for example "${{t1}}"); ID must be in deps.
 - Tasks without deps between them run in parallel: add only the deps that are needed.
-- Use as few tasks as the request needs, at most {max_tasks}.
+- Use as few tasks as the request needs, at most {max_tasks}.{code_rule}
 
 Tools:
 {tools}
@@ -87,10 +87,17 @@ def _example(catalogue: ToolCatalogue) -> tuple[str, dict[str, Any]]:
     }
 
 
+# Said only when the catalogue has the tool, so prompts for other catalogues stay as they were.
+_CODE_RULE = """
+- To change code, use code with the files and an instruction: it edits them when it runs, with their
+  current text in view. Use write_file/edit_file only when you know the exact text."""
+
+
 def system_prompt(catalogue: ToolCatalogue, max_tasks: int = 10) -> str:
     example_request, example_plan = _example(catalogue)
     return _SYSTEM_TEMPLATE.format(
         max_tasks=max_tasks,
+        code_rule=_CODE_RULE if catalogue.get("code") else "",
         tools="\n".join(spec.prompt_line() for spec in catalogue),
         example_request=example_request,
         example_plan=canonical_plan_json(example_plan),

@@ -146,12 +146,9 @@ def _fix_failing_tests(rng, p: Project):
                         "Make the test suite pass again by fixing {f}."), f=f)
     return req, {"goal": f"Fix the bug in {f} so the tests pass", "tasks": [
         _t("t1", "Run the tests", "run_tests", [], {}),
-        _t("t2", "Read the source", "read_files", [], {"paths": [f]}),
-        _t("t3", "Write the fixed file", "ask_model", ["t1", "t2"],
-           {"prompt": f"The tests fail:\n${{t1}}\nHere is {f}:\n${{t2}}\nReturn the whole corrected file, code only."}),
-        _t("t4", "Save the fix", "write_file", ["t3"], {"path": f, "content": "${t3}"}),
-        _t("t5", "Run the tests again", "run_tests", ["t4"], {}),
-        _t("t6", "Commit", "git_commit", ["t5"], {"message": f"Fix bug in {Path(f).name}"}),
+        _t("t2", "Fix the bug", "code", ["t1"],
+           {"paths": [f], "instruction": "Fix the bug that makes these tests fail (their report is t1's output)."}),
+        _t("t3", "Run the tests again", "run_tests", ["t2"], {}),
     ]}
 
 
@@ -162,10 +159,8 @@ def _add_tests(rng, p: Project):
                         "Create a test file for {s} from {f}."), s=sym, f=f)
     return req, {"goal": f"Add tests for {sym}", "tasks": [
         _t("t1", "Read the code", "read_files", [], {"paths": [f]}),
-        _t("t2", "Write the tests", "ask_model", ["t1"], {"prompt": f"Write {p.language} unit tests for {sym}. Code:\n${{t1}}\nReturn only the test file."}),
-        _t("t3", "Save the test file", "write_file", ["t2"], {"path": test, "content": "${t2}"}),
-        _t("t4", "Run the tests", "run_tests", ["t3"], {}),
-        _t("t5", "Commit", "git_commit", ["t4"], {"message": f"Add tests for {sym}"}),
+        _t("t2", "Write the tests", "code", ["t1"], {"paths": [test], "instruction": f"Write {p.language} unit tests for {sym} (its code is t1's output)."}),
+        _t("t3", "Run the tests", "run_tests", ["t2"], {}),
     ]}
 
 
@@ -174,10 +169,7 @@ def _add_docs(rng, p: Project):
     req = _phrase(rng, ("Add docstrings to the functions in {f}.", "Document every function in {f}.",
                         "Write doc comments for {f}."), f=f)
     return req, {"goal": f"Document the functions in {f}", "tasks": [
-        _t("t1", "Read the file", "read_files", [], {"paths": [f]}),
-        _t("t2", "Write the documented file", "ask_model", ["t1"], {"prompt": "Add documentation comments to every function; change nothing else. Return the whole file:\n${t1}"}),
-        _t("t3", "Save it", "write_file", ["t2"], {"path": f, "content": "${t2}"}),
-        _t("t4", "Commit", "git_commit", ["t3"], {"message": f"Document {Path(f).name}"}),
+        _t("t1", "Document the functions", "code", [], {"paths": [f], "instruction": "Add documentation comments to every function; change nothing else."}),
     ]}
 
 
@@ -228,16 +220,23 @@ def _literal_edit(rng, p: Project):
     ]}
 
 
+def _exact_file(rng, p: Project):
+    # The user gives the exact text: write_file, no model in the loop.
+    name, text = rng.choice(((".editorconfig", "root = true"), ("CODEOWNERS", "* @team"), (".nvmrc", "20")))
+    req = _phrase(rng, ("Create {n} containing exactly: {t}", "Add a file {n} with the line `{t}`."), n=name, t=text)
+    return req, {"goal": f"Create {name}", "tasks": [
+        _t("t1", f"Write {name}", "write_file", [], {"path": name, "content": text + "\n"}),
+    ]}
+
+
 def _readme(rng, p: Project):
     topic = rng.choice(_TOPICS)
     f = rng.choice(p.sources)
     req = _phrase(rng, ("Document the {t} of {f} in the README.", "Update the README to explain {t}.",
                         "Add a README section about {t}."), t=topic, f=f)
     return req, {"goal": f"Document {topic} in the README", "tasks": [
-        _t("t1", "Read README and code", "read_files", [], {"paths": ["README.md", f]}),
-        _t("t2", "Write the new README", "ask_model", ["t1"], {"prompt": f"Rewrite this README with a new section on {topic}, based on the code. Return the whole README:\n${{t1}}"}),
-        _t("t3", "Save README", "write_file", ["t2"], {"path": "README.md", "content": "${t2}"}),
-        _t("t4", "Commit", "git_commit", ["t3"], {"message": f"Document {topic}"}),
+        _t("t1", "Read the code", "read_files", [], {"paths": [f]}),
+        _t("t2", "Write the README section", "code", ["t1"], {"paths": ["README.md"], "instruction": f"Add a section on {topic}, based on the code in t1's output."}),
     ]}
 
 
@@ -246,12 +245,9 @@ def _improve(rng, p: Project):
     sym, f = rng.choice(p.symbols)
     req = _phrase(rng, ("Improve the {t} in {s}.", "Add {t} to {s} in {f}.", "Make {s} more robust: better {t}."), t=topic, s=sym, f=f)
     return req, {"goal": f"Improve {topic} in {sym}", "tasks": [
-        _t("t1", "Read the code", "read_files", [], {"paths": [f]}),
-        _t("t2", f"Find callers of {sym}", "search", [], {"pattern": rf"\b{sym}\b"}),
-        _t("t3", "Write the improved file", "ask_model", ["t1", "t2"], {"prompt": f"Improve {topic} in {sym} without breaking its callers:\n${{t2}}\nFile {f}:\n${{t1}}\nReturn the whole file."}),
-        _t("t4", "Save it", "write_file", ["t3"], {"path": f, "content": "${t3}"}),
-        _t("t5", "Run the tests", "run_tests", ["t4"], {}),
-        _t("t6", "Commit", "git_commit", ["t5"], {"message": f"Improve {topic} in {sym}"}),
+        _t("t1", f"Find callers of {sym}", "search", [], {"pattern": rf"\b{sym}\b"}),
+        _t("t2", "Improve it", "code", ["t1"], {"paths": [f], "instruction": f"Improve {topic} in {sym} without breaking its callers (t1's output lists them)."}),
+        _t("t3", "Run the tests", "run_tests", ["t2"], {}),
     ]}
 
 
@@ -275,7 +271,7 @@ def _single(rng, p: Project):
 
 INTENTS: tuple[Callable[[random.Random, Project], tuple[str, dict[str, Any]]], ...] = (
     _explain_file, _find_usages, _run_tests_summary, _fix_failing_tests, _add_tests, _add_docs, _todos, _lint,
-    _history, _compare, _literal_edit, _readme, _improve, _single,
+    _history, _compare, _literal_edit, _exact_file, _readme, _improve, _single,
 )
 
 

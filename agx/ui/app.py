@@ -933,10 +933,13 @@ class AgxApp(App[int]):
         try:
             # ask_model tasks talk to Echo, as in `agx run`; the shell approves task by task.
             echo = await asyncio.to_thread(self._engine_or_none, "echo")
+            # `code` tasks write their edits with Delta's engine (the coder).
+            delta = (await asyncio.to_thread(self._engine_or_none, "delta")
+                     if any(t.tool == "code" for t in plan.tasks) else None)
             run = await asyncio.to_thread(
                 plan_run.start_run, self.repo, view.plan_id, request=view.request, goal=plan.goal,
                 plan=plan.model_dump(), catalogue=self.catalogue, policy=Policy(ApprovalMode.ASK), engine=echo,
-                execution=self.config.execution)
+                execution=self.config.execution, code_engine=delta)
         except Exception as exc:  # PlanRunError, EngineError: the user's to see, not a crash
             view.phase = pv.REVIEW
             self.chat.add_notice(f"Could not start the plan: {exc}", "error")
