@@ -91,6 +91,14 @@ class ExecutionConfig(_Strict):
     sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
 
 
+class AgentConfig(_Strict):
+    # Plan -> run -> observe rounds per request; after a round that misses the goal, Delta
+    # replans on the same plan branch until this many rounds have run.
+    max_rounds: int = Field(3, ge=1, le=20)
+    # Characters of a failed task's output (and of the test report) Delta sees when it replans.
+    observe_chars: int = Field(1500, ge=200, le=20000)
+
+
 class UIConfig(_Strict):
     # Action name -> key, e.g. approve_all = "a".
     keymap: dict[str, str] = Field(default_factory=dict)
@@ -153,6 +161,7 @@ class AgxConfig(_Strict):
     adapters_dir: str | None = None
     roles: RolesConfig = Field(default_factory=RolesConfig)
     execution: ExecutionConfig = Field(default_factory=ExecutionConfig)
+    agent: AgentConfig = Field(default_factory=AgentConfig)
     ui: UIConfig = Field(default_factory=UIConfig)
     mcp: McpConfig = Field(default_factory=McpConfig)
     profiles: dict[str, ProfileConfig] = Field(default_factory=dict)

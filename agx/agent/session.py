@@ -1,0 +1,404 @@
+"""The agent loop: plan -> approve -> run -> observe -> replan, on one plan branch, then report.
+
+    session = AgentSession(repo, config, catalogue=cat, policy=policy, delta=delta, echo=echo,
+                           approve=ask_user, on_event=show)
+    outcome = await session.run("make the tests pass")
+
+Round 1 plans the request; Delta's tasks stream into the executor as they close. After each
+round the session observes: failed tasks (their error and output, trimmed to
+`agent.observe_chars`) and, when the round committed changes, the project's tests (a
+`run_tests` task, approved by the same policy). If the goal is not met, Delta is asked for a
+follow-up plan that continues in the same worktree (its tasks see the earlier commits; their ids
+get an `r<round>-` prefix so records never collide), up to `agent.max_rounds`. The loop ends on
+success (done), the round limit (round_limit), the user's stop or refusal (stopped), Delta
+failing to make or change a follow-up plan (gave_up), a first plan that never validated
+(planning_failed) — and always with a SessionFinished event carrying the summary.
+
+Front ends supply `approve(executor, task_ids) -> (approved, denied)` (async) and `on_event`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Awaitable, Callable
+
+from agx import events as ev
+from agx.agent.events import RoundObserved, RoundStarted, SessionFinished
+from agx.execution.executor import Executor, RunResult, Status
+from agx.execution.plan_run import PlanRun, abandon_run, finish_run, start_run
+from agx.execution.policy import Policy
+from agx.execution.runners import detect_test_command
+from agx.planning.plan import PLACEHOLDER_RE, Plan, Task
+from agx.planning.tools import ToolCatalogue
+from agx.workspace.plan_store import PlanRecorder, new_plan_id
+from agx.workspace.processes import TOKEN_ENV
+
+Approver = Callable[[Executor, list[str]], Awaitable[tuple[list[str], list[str]]]]
+
+REASONS = ("done", "round_limit", "stopped", "gave_up", "planning_failed")
+
+
+@dataclass
+class SessionOutcome:
+    plan_id: str | None
+    reason: str
+    rounds: int
+    summary: dict[str, Any]
+    last_result: RunResult | None = None
+    executors: list[Executor] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.reason == "done"
+
+
+def _tail(text: str, limit: int) -> str:
+    text = text.strip()
+    return text if len(text) <= limit else "[...]\n" + text[-limit:]
+
+
+def _rename(value: Any, ids: dict[str, str]) -> Any:
+    """`${t1}` -> `${r2-t1}` inside any argument value."""
+    if isinstance(value, str):
+        return PLACEHOLDER_RE.sub(lambda m: "${" + ids.get(m.group(1), m.group(1)) + "}", value)
+    if isinstance(value, list):
+        return [_rename(v, ids) for v in value]
+    if isinstance(value, dict):
+        return {k: _rename(v, ids) for k, v in value.items()}
+    return value
+
+
+def prefix_task(task: Task, prefix: str, known: set[str] | None = None) -> Task:
+    if not prefix:
+        return task
+    ids = {d: prefix + d for d in (*task.deps, task.id)} | {i: prefix + i for i in (known or ())}
+    return Task(id=prefix + task.id, title=task.title, tool=task.tool, deps=[prefix + d for d in task.deps],
+                args=_rename(task.args, ids))
+
+
+def prefix_plan(plan: Plan, prefix: str) -> Plan:
+    if not prefix:
+        return plan
+    known = {t.id for t in plan.tasks}
+    return Plan(goal=plan.goal, tasks=[prefix_task(t, prefix, known) for t in plan.tasks])
+
+
+def _signature(plan: Plan) -> list[tuple]:
+    return [(t.tool, repr(t.args)) for t in plan.tasks]
+
+
+class AgentSession:
+    def __init__(self, repo: Path, config, *, catalogue: ToolCatalogue, policy: Policy, delta=None, echo=None,
+                 approve: Approver | None = None, on_event: Callable[[ev.PlanEvent], Any] | None = None,
+                 planner=None, max_rounds: int | None = None, max_parallel: int | None = None,
+                 task_timeout_s: float | None = None, log=None):
+        self.repo = Path(repo)
+        self.config = config
+        self.catalogue = catalogue
+        self.policy = policy
+        self.delta = delta
+        self.echo = echo
+        self.approve = approve
+        self.on_event = on_event or (lambda e: None)
+        self.max_rounds = max_rounds or config.agent.max_rounds
+        self.max_parallel = max_parallel or config.execution.max_parallel
+        self.task_timeout_s = task_timeout_s or config.execution.task_timeout_s
+        self.log = log
+        self._planner = planner
+        self._stopped = False
+        self._cancel = None
+        self._executor: Executor | None = None
+        self.run_handle: PlanRun | None = None
+
+    # -- control ----------------------------------------------------------------------------
+    def stop(self) -> None:
+        """End the loop now (any thread): planning is cancelled, running tasks are killed."""
+        self._stopped = True
+        if self._cancel is not None:
+            self._cancel.cancel()
+        if self._executor is not None:
+            self._executor.cancel_all()
+
+    @property
+    def stopped(self) -> bool:
+        return self._stopped
+
+    # -- the loop ---------------------------------------------------------------------------
+    async def run(self, request: str, plan: Plan | None = None) -> SessionOutcome:
+        """Run the loop for `request` (round 1 runs `plan` instead of asking Delta, when given)."""
+        from agx.runtime.engine import CancelToken
+
+        self._cancel = CancelToken()
+        plan_id = new_plan_id()
+        goal = plan.goal if plan is not None else request
+        prun = await asyncio.to_thread(
+            start_run, self.repo, plan_id, request=request, goal=goal, plan={"goal": goal, "tasks": []},
+            catalogue=self.catalogue, policy=self.policy, engine=self.echo, execution=self.config.execution,
+            max_parallel=self.max_parallel, task_timeout_s=self.task_timeout_s, code_engine=self.delta)
+        self.run_handle = prun
+        executors: list[Executor] = []
+        observed: list[RoundObserved] = []
+        round_request, reason, result, previous = request, "round_limit", None, None
+        base_commits = 0
+        rnd = 0
+        for rnd in range(1, self.max_rounds + 1):
+            self._emit(RoundStarted(plan_id, round=rnd, request=round_request))
+            executor = prun.executor if rnd == 1 else self._next_executor(prun)
+            prun.executor = executor
+            executors.append(executor)
+            self._executor = executor
+            result, errors, this_plan = await self._plan_and_run(prun, executor, round_request, rnd,
+                                                                 plan if rnd == 1 else None, previous)
+            if errors is not None:
+                reason = "stopped" if self._stopped else ("planning_failed" if rnd == 1 else "gave_up")
+                if rnd == 1:
+                    await asyncio.to_thread(abandon_run, prun, "cancelled" if self._stopped else "failed", errors)
+                    summary = self._summary(prun, reason, rnd, observed, errors)
+                    self._finish(prun, reason, summary)
+                    return SessionOutcome(plan_id, reason, rnd, summary, None, executors)
+                rnd -= 1  # the round that never ran does not count
+                break
+            previous = this_plan
+            obs = await self._observe(prun, executor, rnd, base_commits)
+            base_commits += obs.commits
+            observed.append(obs)
+            self._emit(obs)
+            if self._stopped or any(n.status is Status.SKIPPED and n.error == "not approved"
+                                    for n in executor.nodes.values()):
+                reason = "stopped"
+                break
+            if obs.ok:
+                reason = "done"
+                break
+            if rnd == self.max_rounds:
+                reason = "round_limit"
+                break
+            round_request = self._follow_up(request, obs, rnd + 1)
+        rec = await asyncio.to_thread(finish_run, prun, result)
+        rec.state = "done" if reason == "done" else ("cancelled" if reason == "stopped" else "failed")
+        await asyncio.to_thread(self._cleanup, prun, reason)
+        summary = self._summary(prun, reason, max(rnd, 1), observed, [])
+        self._finish(prun, reason, summary)
+        return SessionOutcome(plan_id, reason, max(rnd, 1), summary, result, executors)
+
+    def _emit(self, event: ev.PlanEvent) -> None:
+        try:
+            self.on_event(event)
+        except Exception:  # a broken viewer never stops the loop
+            pass
+
+    def _next_executor(self, prun: PlanRun) -> Executor:
+        rec, cfg = prun.record, self.config.execution
+        ex = Executor(rec.plan_id, self.catalogue, prun.worktree, max_parallel=self.max_parallel,
+                      task_timeout_s=self.task_timeout_s, output_cap_bytes=cfg.output_cap_bytes, policy=self.policy,
+                      engine=self.echo, code_engine=self.delta, committer=prun.git.committer(prun.worktree, rec.plan_id),
+                      test_command=cfg.test_command, process_env={TOKEN_ENV: rec.run_token}, sandbox=cfg.sandbox)
+        ex.subscribe(PlanRecorder(prun.store, rec))
+        return ex
+
+    def _planner_for(self, workdir: Path):
+        if self._planner is not None:
+            return self._planner
+        from agx.planning.planner import Planner
+
+        return Planner(self.delta, self.catalogue, repo_dir=workdir, repair_rounds=self.config.execution.repair_rounds)
+
+    async def _plan_and_run(self, prun: PlanRun, executor: Executor, request: str, rnd: int, given: Plan | None,
+                            previous: Plan | None) -> tuple[RunResult | None, list[str] | None, Plan | None]:
+        """Plan (tasks streaming into the executor), approve, run. Errors (not None) when no plan ran."""
+        from pydantic import ValidationError
+
+        executor.subscribe(self.on_event)
+        prefix = "" if rnd == 1 else f"r{rnd}-"
+        run_task = asyncio.ensure_future(executor.run())
+        await asyncio.sleep(0)  # let run() bind the loop before tasks arrive
+        rec = prun.record
+        if given is None:
+            planner = self._planner_for(executor.workdir)
+
+            def forward(event):
+                if isinstance(event, ev.TaskAdded):
+                    try:
+                        executor.add_task(prefix_task(Task.model_validate(event.task), prefix))
+                    except ValidationError:
+                        pass  # a malformed streamed task: the validated final plan decides
+                elif isinstance(event, (ev.PlanningStarted, ev.Planned)):
+                    self._emit(event)
+
+            result = await asyncio.to_thread(planner.plan, request, forward, self._cancel, executor.plan_id)
+            self._log("plan", round=rnd, **result.to_record())
+            problem = None
+            if self._stopped:
+                problem = ["stopped by the user"]
+            elif not result.ok or result.plan is None:
+                problem = list(result.errors) or ["no valid plan"]
+            elif previous is not None and _signature(result.plan) == _signature(previous):
+                problem = ["Delta proposed the same plan again"]
+            if problem is not None:
+                executor.sync_plan(Plan(goal=rec.goal, tasks=[]))  # drop what streamed in
+                executor.cancel_all()
+                await run_task
+                return None, problem, None
+            plan = prefix_plan(result.plan, prefix)
+            executor.sync_plan(plan)
+        else:
+            plan = given
+            self._log("plan", round=rnd, plan_id=executor.plan_id, request=request, plan=plan.model_dump(),
+                      errors=[], source="file")
+            executor.add_plan(plan)
+        if rnd == 1:
+            rec.plan = plan.model_dump()
+            rec.goal = plan.goal
+        prun.store.save(rec)
+        executor.close_plan()
+        await self._approve(executor, run_task)
+        try:
+            return await run_task, None, plan
+        except asyncio.CancelledError:
+            return None, ["stopped by the user"], plan
+
+    async def _approve(self, executor: Executor, run_task: asyncio.Future) -> None:
+        undecided = executor.undecided()
+        if not undecided or run_task.done():
+            return
+        if self.approve is None:
+            executor.deny(undecided)
+            return
+        ask = asyncio.ensure_future(self.approve(executor, undecided))
+        done, _ = await asyncio.wait({ask, run_task}, return_when=asyncio.FIRST_COMPLETED)
+        if ask in done:
+            approved, denied = ask.result()
+            executor.approve(approved)
+            executor.deny(denied)
+        else:
+            ask.cancel()
+
+    async def _observe(self, prun: PlanRun, executor: Executor, rnd: int, base_commits: int) -> RoundObserved:
+        limit = self.config.agent.observe_chars
+        failed = [{"task": n.task.id, "tool": n.task.tool, "error": n.error or n.status.value,
+                   "output": _tail(n.output, limit)}
+                  for n in executor.nodes.values() if n.status in (Status.FAILED, Status.CANCELLED)]
+        commits = len(await asyncio.to_thread(prun.git.commits_on_branch, prun.record.plan_id, prun.snapshot.commit))
+        new_commits = commits - base_commits
+        tests = None
+        ran_tests = [n for n in executor.nodes.values() if n.task.tool == "run_tests" and n.started is not None]
+        if ran_tests:  # the plan ran the tests itself: their last run is the observation
+            last = max(ran_tests, key=lambda n: n.started or 0)
+            tests = {"command": last.task.args.get("command") or "", "ok": last.status is Status.SUCCEEDED,
+                     "output": _tail(last.output, limit), "by": last.task.id}
+        elif new_commits and not self._stopped:
+            tests = await self._run_tests(prun, rnd)
+        all_ok = bool(executor.nodes) and all(n.status is Status.SUCCEEDED for n in executor.nodes.values())
+        ok = all_ok and (tests is None or tests["ok"])
+        return RoundObserved(prun.record.plan_id, round=rnd, ok=ok, failed=failed, tests=tests, commits=new_commits)
+
+    async def _run_tests(self, prun: PlanRun, rnd: int) -> dict[str, Any] | None:
+        """The project's tests in the worktree, as a run_tests task under the same approval policy."""
+        cfg = self.config.execution
+        command = cfg.test_command or await asyncio.to_thread(detect_test_command, prun.worktree)
+        if not command or self.catalogue.get("run_tests") is None:
+            return None
+        ex = Executor(prun.record.plan_id, self.catalogue, prun.worktree, max_parallel=1,
+                      task_timeout_s=self.task_timeout_s, output_cap_bytes=cfg.output_cap_bytes, policy=self.policy,
+                      test_command=command, process_env={TOKEN_ENV: prun.record.run_token}, sandbox=cfg.sandbox)
+        ex.subscribe(self.on_event)
+        self._executor = ex
+        tid = f"r{rnd}-tests"
+        run_task = asyncio.ensure_future(ex.run())
+        await asyncio.sleep(0)
+        ex.add_task(Task(id=tid, title="Run the project's tests (agx observes the round)", tool="run_tests",
+                         args={}, deps=[]))
+        ex.close_plan()
+        await self._approve(ex, run_task)
+        await run_task
+        node = ex.nodes[tid]
+        if node.status is Status.SKIPPED:
+            return None  # not approved: nothing observed
+        return {"command": command, "ok": node.status is Status.SUCCEEDED,
+                "output": _tail(node.output, self.config.agent.observe_chars), "by": tid}
+
+    def _follow_up(self, request: str, obs: RoundObserved, rnd: int) -> str:
+        lines = [request.strip(), "",
+                 f"Round {rnd} of at most {self.max_rounds}. An earlier plan already ran in this repository; its "
+                 "commits are in place (the files show its changes). It did not reach the goal:"]
+        for f in obs.failed:
+            lines.append(f"- task {f['task']} ({f['tool']}) failed: {f['error']}")
+            if f["output"]:
+                lines.append(f"  its output:\n{f['output']}")
+        if obs.tests is not None and not obs.tests["ok"]:
+            lines.append(f"- the tests fail ({obs.tests['command'] or 'run_tests'}):\n{obs.tests['output']}")
+        lines.append("Plan only the remaining work. Use code to change files (it sees their current text).")
+        return "\n".join(lines)
+
+    def _cleanup(self, prun: PlanRun, reason: str) -> None:
+        rec = prun.record
+        if not prun.git.commits_on_branch(rec.plan_id, prun.snapshot.commit) and reason == "done":
+            prun.git.discard_plan(rec.plan_id)  # nothing changed: no worktree or ref to review
+            rec.worktree = None
+            rec.branch = None
+        prun.store.save(rec)
+
+    def _summary(self, prun: PlanRun, reason: str, rounds: int, observed: list[RoundObserved],
+                 errors: list[str]) -> dict[str, Any]:
+        rec = prun.record
+        commits = prun.git.commits_on_branch(rec.plan_id, prun.snapshot.commit) if rec.branch else []
+        files = []
+        if commits:
+            files = [{"path": path, "change": {"A": "added", "D": "deleted"}.get(status, "modified")}
+                     for status, path in prun.git.changed_paths(prun.snapshot.commit, commits[-1])]
+        last = observed[-1] if observed else None
+        return {
+            "plan_id": rec.plan_id, "request": rec.request, "reason": reason, "ok": reason == "done",
+            "rounds": rounds, "max_rounds": self.max_rounds, "files": files, "commits": len(commits),
+            "tests": [{"round": o.round, **{k: v for k, v in o.tests.items() if k != "output"}}
+                      for o in observed if o.tests is not None],
+            "failed": [{k: v for k, v in f.items() if k != "output"} for f in (last.failed if last else [])],
+            "errors": list(errors),
+            "branch": rec.branch if commits else None, "worktree": rec.worktree if commits else None,
+            "base_commit": prun.snapshot.commit,
+            "apply": f"agx apply {rec.plan_id}" if commits else None,
+            "discard": f"agx discard {rec.plan_id}" if rec.worktree else None,
+        }
+
+    def _finish(self, prun: PlanRun, reason: str, summary: dict[str, Any]) -> None:
+        self._log("plan_outcome", plan_id=prun.record.plan_id, state=prun.record.state, reason=reason,
+                  rounds=summary["rounds"], commits=summary["commits"], tasks=prun.record.tasks)
+        self._emit(SessionFinished(prun.record.plan_id, reason=reason, summary=summary))
+
+    def _log(self, kind: str, **fields) -> None:
+        if self.log is not None:
+            try:
+                self.log.append(kind, **fields)
+            except Exception:  # a log that cannot be written never stops a request
+                pass
+
+
+REASON_WORDS = {
+    "done": "goal met",
+    "round_limit": "stopped at the round limit",
+    "stopped": "stopped by you",
+    "gave_up": "Delta could not make a better follow-up plan",
+    "planning_failed": "no valid plan",
+}
+
+
+def summary_text(s: dict[str, Any]) -> str:
+    """The report both front ends print (Echo's summary is made from the same record)."""
+    out = [f"{REASON_WORDS.get(s['reason'], s['reason'])} after {s['rounds']} round{'s' if s['rounds'] != 1 else ''}"
+           f" (plan {s['plan_id']})."]
+    if s["files"]:
+        out.append("Changed: " + ", ".join(f"{f['path']} ({f['change']})" for f in s["files"]))
+    for t in s["tests"]:
+        out.append(f"Tests after round {t['round']}: {'pass' if t['ok'] else 'FAIL'}" + (f" ({t['command']})" if t.get("command") else ""))
+    for f in s["failed"]:
+        out.append(f"Failed: {f['task']} ({f['tool']}): {f['error'][:200]}")
+    for e in s["errors"][:5]:
+        out.append(f"  - {e}")
+    if s["apply"]:
+        out.append(f"Branch {s['branch']}. Review: git diff {s['base_commit'][:10]} {s['branch']}; then {s['apply']}   or   {s['discard']}")
+    elif s["discard"]:
+        out.append(f"Nothing committed. Inspect {s['worktree'] or 'the worktree'}, or {s['discard']}")
+    return "\n".join(out)
