@@ -110,7 +110,8 @@ class AgentSession:
         self._planner = planner
         self._stopped = False
         self._cancel = None
-        self._executor: Executor | None = None
+        self._executor: Executor | None = None  # the one running now (a round's, or the tests')
+        self.round_executor: Executor | None = None  # the current round's
         self.run_handle: PlanRun | None = None
 
     # -- control ----------------------------------------------------------------------------
@@ -148,6 +149,7 @@ class AgentSession:
             self._emit(RoundStarted(plan_id, round=rnd, request=round_request))
             executor = prun.executor if rnd == 1 else self._next_executor(prun)
             prun.executor = executor
+            self.round_executor = executor
             executors.append(executor)
             self._executor = executor
             result, errors, this_plan = await self._plan_and_run(prun, executor, round_request, rnd,

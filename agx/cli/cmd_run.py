@@ -34,6 +34,8 @@ def register(sub) -> None:
     p.add_argument("--max-parallel", type=int, metavar="N", help="tasks running at once (default: execution.max_parallel)")
     p.add_argument("--timeout", type=float, metavar="S", help="per-task timeout in seconds (default: execution.task_timeout_s)")
     p.add_argument("--show-output", action="store_true", help="print the tasks' output as it comes")
+    p.add_argument("--json", action="store_true", help="write the session's events as JSON Lines on stdout "
+                   "(final summary last; schema in README); needs --yes or --auto read")
     p.set_defaults(func=run)
 
     a = sub.add_parser("apply", help="bring a finished plan's changes into your branch",
@@ -187,9 +189,11 @@ def run(ctx: CliContext) -> int:
     config = ctx.config
     from agx.cli.cmd_mcp import planning_catalogue  # built-in tools plus MCP servers' tools
 
-    catalogue = planning_catalogue(ctx, builtin_catalogue(), None if args.plan else " ".join(args.request).strip() or None)
+    catalogue = planning_catalogue(ctx, builtin_catalogue(code=config.agent.code_tool), None if args.plan else " ".join(args.request).strip() or None)
     policy = Policy.from_flags(args.yes, args.auto)
     interactive = sys.stdin.isatty()
+    if args.json and policy.mode is ApprovalMode.ASK:
+        raise CliError("--json keeps stdout for events, so it cannot ask: pass --yes or --auto read", EXIT_USAGE)
     if policy.mode is ApprovalMode.ASK and not interactive:
         raise CliError("tasks need approval but stdin is not a terminal: pass --yes (approve all) or "
                        "--auto read (read-only tasks only)", EXIT_USAGE)
@@ -215,6 +219,18 @@ def run(ctx: CliContext) -> int:
     sandbox_note = unavailable_notice(config.execution.sandbox)
     if sandbox_note:
         print(f"agx: {sandbox_note}", file=sys.stderr)
+    if plan is None or args.json:  # a request: the agent loop (plan, run, observe, replan) drives it
+        from agx.cli.run_agent import run_agent
+
+        before = dirty_state(repo)
+        code = run_agent(ctx, request=request, plan=plan, catalogue=catalogue, policy=policy, interactive=interactive,
+                         max_parallel=max_parallel, timeout=timeout, as_json=args.json, engine_or_none=_engine_or_none)
+        outside = _changed_outside(repo, before)
+        if outside:
+            print(f"Changed in your checkout while the plan ran (outside its worktree, by a command or by you; "
+                  f"agx cannot undo these): {', '.join(outside[:20])}" + (" …" if len(outside) > 20 else ""),
+                  file=sys.stderr if args.json else sys.stdout)
+        return code
     if plan is not None:  # Delta is not needed for a plan from a file: say so if it is unusable
         _engine_or_none(ctx, "delta", "not needed to run a plan from a file")
     echo_use = ("ask_model tasks will fail" if plan is None or any(t.tool == "ask_model" for t in plan.tasks)

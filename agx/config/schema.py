@@ -97,6 +97,9 @@ class AgentConfig(_Strict):
     max_rounds: int = Field(3, ge=1, le=20)
     # Characters of a failed task's output (and of the test report) Delta sees when it replans.
     observe_chars: int = Field(1500, ge=200, le=20000)
+    # Offer Delta the `code` tool (edits written with the file in view). false: only
+    # write_file/edit_file, edits written blind in the plan (bench_agent's baseline).
+    code_tool: bool = True
 
 
 class UIConfig(_Strict):

@@ -71,8 +71,10 @@ BUILTIN_TOOLS: tuple[ToolSpec, ...] = tuple(t.spec for t in BUILTIN)
 BY_NAME: dict[str, BuiltinTool] = {t.name: t for t in BUILTIN}
 
 
-def builtin_catalogue() -> ToolCatalogue:
-    return ToolCatalogue.of(BUILTIN_TOOLS)
+def builtin_catalogue(*, code: bool = True) -> ToolCatalogue:
+    """The built-in tools; `code=False` leaves out the grounded edit tool (agent.code_tool = false:
+    edits written blind in the plan, bench_agent's baseline)."""
+    return ToolCatalogue.of(t for t in BUILTIN_TOOLS if code or t.name != "code")
 
 
 def written_paths(tool: str, args: dict) -> list[str]:

@@ -1,0 +1,5 @@
+"""Client settings."""
+
+HOST = "localhost"
+TIMEOUT = 10
+RETRIES = 3

@@ -1,0 +1,111 @@
+"""The agent loop on small coding tasks: grounded edits (the `code` tool) vs edits written blind.
+
+Each task under bench/agent_tasks/<name>/ is a tiny repository (its files) plus task.json:
+{"request": ..., "check": a shell command that passes once the change is made}. For each task
+and each mode, in a fresh git repository, agx is driven as a peer would drive it:
+
+    agx run REQUEST --yes --json   (execution.test_command = the task's check)
+
+and its JSON Lines events are read. Modes, in the same run: `grounded` (the default catalogue,
+with `code`) and `blind` (agent.code_tool=false: only write_file/edit_file, whose text Delta
+writes inside the plan before reading any file — today's way without the code tool).
+
+Per task and mode: model-written edits that applied (code / write_file / edit_file tasks that
+finished, of those that ran), rounds used, whether the check passes on the plan's branch at the
+end, wall time. The 135M bundled model makes passing checks rare; the figure that matters for
+it is "edits applied". Rerun with a real model:
+
+    python bench/bench_agent.py                                  # bundled model, 2 rounds
+    python bench/bench_agent.py --profile mac --max-rounds 3     # a real Delta (see agx.toml profiles)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+TASKS_DIR = Path(__file__).resolve().parent / "agent_tasks"
+EDIT_TOOLS = ("code", "write_file", "edit_file")
+
+
+def make_repo(task_dir: Path, where: Path) -> Path:
+    repo = where / task_dir.name
+    shutil.copytree(task_dir, repo, ignore=shutil.ignore_patterns("task.json", "__pycache__"))
+    for args in (["init", "-q", "-b", "main"], ["config", "user.email", "bench@example.com"],
+                 ["config", "user.name", "bench"], ["add", "-A"], ["commit", "-q", "-m", "task"]):
+        subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True)
+    return repo
+
+
+def run_one(task_dir: Path, mode: str, args, where: Path) -> dict:
+    spec = json.loads((task_dir / "task.json").read_text())
+    repo = make_repo(task_dir, where / mode)
+    sets = [f"execution.test_command={spec['check']}", f"agent.max_rounds={args.max_rounds}",
+            f"agent.code_tool={'true' if mode == 'grounded' else 'false'}", *args.set]
+    cmd = [sys.executable, "-m", "agx", "-C", str(repo)]
+    if args.profile:
+        cmd += ["--profile", args.profile]
+    for s in sets:
+        cmd += ["--set", s]
+    cmd += ["run", spec["request"], "--yes", "--json"]
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
+    wall = time.perf_counter() - t0
+    events = [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
+    tools = {}
+    ran = applied = 0
+    for e in events:
+        if e["event"] == "TaskAdded":
+            tools[e["task"]["id"]] = e["task"]["tool"]
+        elif e["event"] in ("TaskFinished", "TaskFailed") and tools.get(e["task_id"]) in EDIT_TOOLS:
+            ran += 1
+            applied += e["event"] == "TaskFinished"
+    summary = events[-1]["summary"] if events and events[-1]["event"] == "SessionFinished" else {}
+    where_to_check = repo / summary["worktree"] if summary.get("worktree") else repo
+    check = subprocess.run(spec["check"], shell=True, cwd=where_to_check, capture_output=True)
+    used = sorted({t for t in tools.values()})
+    return {"task": task_dir.name, "mode": mode, "edits_ran": ran, "edits_applied": applied,
+            "rounds": summary.get("rounds", 0), "reason": summary.get("reason", f"no summary (exit {proc.returncode})"),
+            "check_passes": check.returncode == 0, "wall_s": round(wall, 1), "tools": used}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--profile", help="agx profile (a real model); default: the bundled model")
+    ap.add_argument("--max-rounds", type=int, default=2)
+    ap.add_argument("--tasks", nargs="*", help="task names (default: all under bench/agent_tasks)")
+    ap.add_argument("--modes", nargs="*", default=["grounded", "blind"])
+    ap.add_argument("--timeout", type=float, default=900)
+    ap.add_argument("--set", action="append", default=[], help="extra agx --set KEY=VALUE")
+    args = ap.parse_args()
+    tasks = sorted(d for d in TASKS_DIR.iterdir() if (d / "task.json").is_file())
+    if args.tasks:
+        tasks = [d for d in tasks if d.name in args.tasks]
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="agx-bench-agent-") as tmp:
+        for d in tasks:
+            for mode in args.modes:
+                row = run_one(d, mode, args, Path(tmp))
+                rows.append(row)
+                print(json.dumps(row), flush=True)
+    print()
+    print(f"{'mode':<9} {'edits applied':>14} {'checks pass':>12} {'mean rounds':>12} {'mean wall s':>12}")
+    for mode in args.modes:
+        mine = [r for r in rows if r["mode"] == mode]
+        ran = sum(r["edits_ran"] for r in mine)
+        ok = sum(r["edits_applied"] for r in mine)
+        share = f"{ok}/{ran} ({100 * ok / ran:.0f}%)" if ran else "0/0"
+        print(f"{mode:<9} {share:>14} {sum(r['check_passes'] for r in mine):>5}/{len(mine):<6} "
+              f"{sum(r['rounds'] for r in mine) / max(len(mine), 1):>12.1f} "
+              f"{sum(r['wall_s'] for r in mine) / max(len(mine), 1):>12.1f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
