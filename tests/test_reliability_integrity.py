@@ -308,7 +308,7 @@ def test_run_with_a_request_that_is_not_utf8_fails_cleanly_and_leaves_no_running
     "failed" with its worktree removed — no UnicodeEncodeError, nothing left "running"."""
     repo = git_repo
     out = subprocess.run(
-        ["flock", "/tmp/agx-cpu.lock", sys.executable, "-m", "agx", "-C", str(repo), "--set", "roles.delta.sampling.max_tokens=24",
+        [sys.executable, "-m", "agx", "-C", str(repo), "--set", "roles.delta.sampling.max_tokens=24",
          "--set", "roles.delta.n_ctx=2048", "--set", "roles.delta.n_threads=2", "--set", "execution.repair_rounds=0", "run", b"hello \xff\xfe", "--yes"],
         capture_output=True, timeout=1500, stdin=subprocess.DEVNULL)  # waits its turn for the CPU lock
     assert b"Traceback" not in out.stderr and b"UnicodeEncodeError" not in out.stderr, out.stderr.decode()
@@ -324,7 +324,7 @@ def test_run_with_a_request_that_is_not_utf8_fails_cleanly_and_leaves_no_running
 def test_chat_with_bytes_that_are_not_utf8(git_repo, how):
     repo = git_repo
     args = ["chat", "--max-tokens", "4"] + ([b"hello \xff\xfe"] if how == "argv" else [])
-    out = subprocess.run(["flock", "/tmp/agx-cpu.lock", sys.executable, "-m", "agx", "-C", str(repo),
+    out = subprocess.run([sys.executable, "-m", "agx", "-C", str(repo),
                           "--set", "roles.echo.n_ctx=2048", *args],
                          input=b"hello \xff\xfe" if how == "stdin" else b"", capture_output=True, timeout=1500)
     assert out.returncode == 0, out.stderr.decode()
