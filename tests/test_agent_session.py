@@ -180,3 +180,16 @@ def test_follow_up_task_ids_and_placeholders_get_the_round_prefix():
     p = prefix_plan(plan, "r2-")
     assert [t.id for t in p.tasks] == ["r2-t1", "r2-t2"] and p.tasks[1].deps == ["r2-t1"]
     assert p.tasks[1].args == {"prompt": "see ${r2-t1}"}
+
+
+def test_echos_report_is_asked_from_the_record_only(git_repo):
+    import json
+
+    from agx.agent.report import report_request
+
+    planner = ScriptedPlanner({"goal": "g", "tasks": [write("value.txt", "2\n"), check_task()]})
+    outcome, _, _ = run_session(git_repo, planner)
+    req = report_request(outcome.summary)
+    facts = json.loads(req.messages[-1]["content"])
+    assert facts == {k: v for k, v in outcome.summary.items() if k != "base_commit"}
+    assert facts["apply"] == f"agx apply {outcome.plan_id}" and "only the facts" in req.messages[0]["content"]

@@ -129,6 +129,17 @@ def run_agent(ctx: CliContext, *, request: str, plan, catalogue, policy, interac
         return await session.run(request, plan)
 
     outcome = asyncio.run(main())
+    if not as_json and echo is not None and ctx.config.agent.echo_report and outcome.reason != "planning_failed" \
+            and not flags["signalled"]:
+        from agx.agent.report import stream_report
+
+        print("\nEcho: ", end="", flush=True)
+        try:
+            for piece in stream_report(echo, outcome.summary):
+                print(piece, end="", flush=True)
+        except Exception as exc:  # noqa: BLE001 - the summary above stands; Echo's prose is extra
+            print(f"(no report: {exc})", end="")
+        print(flush=True)
     if outcome.ok:
         return EXIT_OK
     return EXIT_INTERRUPTED if flags["signalled"] else EXIT_FAILURE

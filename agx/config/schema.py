@@ -100,6 +100,8 @@ class AgentConfig(_Strict):
     # Offer Delta the `code` tool (edits written with the file in view). false: only
     # write_file/edit_file, edits written blind in the plan (bench_agent's baseline).
     code_tool: bool = True
+    # After the summary, Echo says what happened in a few sentences (from the session's record).
+    echo_report: bool = True
 
 
 class UIConfig(_Strict):

@@ -32,7 +32,7 @@ from agx.config.errors import ConfigError
 from agx.config.roles import ROLE_NAMES
 from agx import events as ev
 from agx.runtime.build_check import BuildUnusableError
-from agx.runtime.engine import CancelToken, ChatRequest, EngineError
+from agx.runtime.engine import CancelToken, EngineError
 from agx.ui import plan_view as pv
 from agx.ui.commands import ShellCommands
 from agx.ui.gitview import GitSnapshot, snapshot
@@ -47,19 +47,6 @@ from agx.ui.widgets.status import RoleStatus
 
 if TYPE_CHECKING:
     from agx.config.schema import AgxConfig
-
-ROUTE_SCHEMA = {
-    "type": "object",
-    "properties": {"change_repo": {"type": "boolean"}},
-    "required": ["change_repo"],
-    "additionalProperties": False,
-}
-ROUTE_SYSTEM_PROMPT = (
-    "Decide whether the user's message asks to change files in their code repository (edit, add, "
-    "fix, refactor, write code, run commands) or is conversation (questions, explanations, chat). "
-    'Answer only JSON: {"change_repo": true} or {"change_repo": false}.'
-)
-
 
 class AgxApp(App[int]):
     """The shell. Tests build it directly; `run_shell` builds it from a CliContext."""
@@ -567,17 +554,17 @@ class AgxApp(App[int]):
     # -- routing ----------------------------------------------------------------------------
     @work(thread=True, group="chat")
     def _route(self, text: str) -> None:
-        """Echo's constrained yes/no: chat, or a change request for Delta."""
+        """Echo's constrained yes/no (agx/agent/route.py): chat, or a change request for Delta."""
+        from agx.agent.route import decide
+
         with self._chat_lock:
             try:
                 engine = self._engine("echo")
-                out, _ = engine.complete(ChatRequest(
-                    messages=[{"role": "system", "content": ROUTE_SYSTEM_PROMPT}, {"role": "user", "content": text}],
-                    json_schema=ROUTE_SCHEMA, temperature=0.0, max_tokens=16))
-                decision = bool(json.loads(out).get("change_repo"))
-                self.post_message(RouteDecided(text, decision, out))
-            except (EngineError, ValueError, AttributeError) as exc:
+            except EngineError as exc:
                 self.post_message(RouteDecided(text, False, error=str(exc)))
+                return
+            d = decide(engine, text)
+            self.post_message(RouteDecided(text, d.change_repo, d.raw, error=d.error))
 
     def on_route_decided(self, msg: RouteDecided) -> None:
         if msg.error:
