@@ -92,3 +92,34 @@ def test_the_check_catches_an_upward_import(tmp_path):
 @pytest.mark.parametrize("layer", ["events", "workspace", "config", "runtime", "planning", "execution"])
 def test_every_layer_named_in_architecture_md_exists(layer):
     assert (AGX / layer).is_dir() or (AGX / f"{layer}.py").is_file()
+
+
+# git by subprocess outside the workspace layer: none, except these (with the reason).
+GIT_SUBPROCESS_ALLOWED = {
+    # The task's own worktree state around each command (dirty_state) and `search`'s file list;
+    # to move behind workspace/gitread.py with the runner work of #13, which owns this file now.
+    "agx/execution/runners.py",
+}
+
+
+def git_subprocess_calls(root: Path = AGX) -> list[str]:
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        rel = path.relative_to(root.parent).as_posix()
+        if rel.startswith("agx/workspace/") or rel in GIT_SUBPROCESS_ALLOWED:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.List) and node.elts and isinstance(node.elts[0], ast.Constant) \
+                    and node.elts[0].value == "git":
+                found.append(f"{rel}:{node.lineno}: runs git directly (use agx/workspace/gitread.py)")
+    return found
+
+
+def test_git_runs_behind_the_workspace_layer():
+    assert git_subprocess_calls() == []
+
+
+def test_the_git_check_catches_a_direct_call(tmp_path):
+    (tmp_path / "agx" / "ui").mkdir(parents=True)
+    (tmp_path / "agx" / "ui" / "pane.py").write_text('import subprocess\nsubprocess.run(["git", "status"])\n')
+    assert git_subprocess_calls(tmp_path / "agx") == ["agx/ui/pane.py:2: runs git directly (use agx/workspace/gitread.py)"]

@@ -6,12 +6,12 @@ from `build_plan_messages`, and a prompt that drifts between training and use co
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 from typing import Any
 
 from agx.planning.schema_grammar import canonical_plan_json
 from agx.planning.tools import ToolCatalogue, ToolSpec
+from agx.workspace.gitread import output_or_none
 
 MAX_TREE_FILES = 60
 MAX_STATUS_LINES = 20
@@ -133,13 +133,7 @@ def repair_messages(previous_messages: list[dict[str, str]], bad_output: str, er
 
 # -- repository context ---------------------------------------------------------------------
 def _git(repo: Path, *args: str) -> str | None:
-    try:
-        proc = subprocess.run(
-            ["git", "-C", str(repo), *args], capture_output=True, text=True, timeout=10, check=False
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return proc.stdout if proc.returncode == 0 else None
+    return output_or_none(repo, *args)  # the workspace layer's git (GitPython)
 
 
 def _truncate_lines(lines: list[str], limit: int, what: str) -> list[str]:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import random
-import subprocess
 import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -30,6 +29,7 @@ from agx.planning.schema_grammar import canonical_plan_json
 from agx.planning.tools import ToolCatalogue
 from agx.planning.validate import validate_plan
 from agx.training.records import BUILTIN_CATALOGUE
+from agx.workspace import gitread
 
 
 # -- the made-up projects -------------------------------------------------------------------
@@ -277,7 +277,10 @@ INTENTS: tuple[Callable[[random.Random, Project], tuple[str, dict[str, Any]]], .
 
 # -- project repositories, for the exact repository context ---------------------------------------
 def _git(repo: Path, *args: str) -> None:
-    subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True, text=True)
+    if args[0] == "init":
+        gitread.init(repo, initial_branch="main")
+    else:
+        gitread.run(repo, *args)
 
 
 @contextmanager

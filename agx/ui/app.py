@@ -227,11 +227,12 @@ class AgxApp(App[int]):
         if choice == "quit":
             self.exit(0)
         elif choice == "init":
-            import subprocess
+            from agx.workspace import gitread
 
-            out = subprocess.run(["git", "init", "-q"], cwd=self.cwd, capture_output=True, text=True)
-            if out.returncode != 0:
-                self.chat.add_notice(f"git init failed: {out.stderr.strip()} — chat only", "error")
+            try:
+                gitread.init(self.cwd)
+            except gitread.GitReadError as exc:
+                self.chat.add_notice(f"git init failed: {exc} — chat only", "error")
                 return
             self.repo = self.cwd.resolve()
             self.chat_only = False

@@ -1,10 +1,11 @@
-"""Reads what the git pane shows. Blocking (subprocess): call from a thread worker."""
+"""Reads what the git pane shows. Blocking (git through agx/workspace/gitread.py): call from a thread worker."""
 
 from __future__ import annotations
 
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+
+from agx.workspace import gitread
 
 
 @dataclass(frozen=True)
@@ -18,11 +19,10 @@ class GitSnapshot:
 
 
 def _git(repo: Path, *args: str, timeout: float = 10) -> str:
-    out = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, timeout=timeout,
-                         errors="replace")
-    if out.returncode != 0:
-        raise RuntimeError(out.stderr.strip() or f"git {' '.join(args)} failed")
-    return out.stdout
+    try:
+        return gitread.run(repo, *args, timeout=timeout)  # the workspace layer's git (GitPython)
+    except gitread.GitReadError as exc:
+        raise RuntimeError(str(exc) or f"git {' '.join(args)} failed") from None
 
 
 def _git_maybe(repo: Path, *args: str) -> str:
@@ -53,5 +53,5 @@ def snapshot(repo: Path | None, diff_args: tuple[str, ...] | None = None, diff_t
             diff = _git(cwd or repo, *diff_args)
             title = diff_title
         return GitSnapshot(branch=branch, head=head, status=status, diff=diff, diff_title=title)
-    except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
+    except (RuntimeError, OSError) as exc:
         return GitSnapshot(error=f"git: {exc}")
