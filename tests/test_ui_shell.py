@@ -256,7 +256,7 @@ async def test_bad_input_is_one_line_error(git_repo, tmp_path):
         await pilot.pause(0.2)
         errors = [str(w.render()) for w in app.chat.query("Notice.error")]
         assert len(errors) == 4 and all("\n" not in e and "Traceback" not in e for e in errors), errors
-        assert "file not found" in errors[0] and "not valid JSON" in errors[1] and "unknown command" in errors[2]
+        assert "no such file" in errors[0] and "invalid JSON" in errors[1] and "unknown command" in errors[2]
         assert app.plan is None
 
 

@@ -82,16 +82,13 @@ def _store(repo: Path):
 
 def load_plan_file(path: str, catalogue):
     """Read and validate a hand-written plan; CliError(exit 2) listing every problem."""
+    from agx.planning.plan_file import PlanFileError, read_plan_json
     from agx.planning.validate import validate_plan
 
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise CliError(f"{path}: no such file", EXIT_USAGE) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise CliError(f"{path}: cannot read: {exc}", EXIT_USAGE) from None
-    except json.JSONDecodeError as exc:
-        raise CliError(f"{path}: invalid JSON: {exc}", EXIT_USAGE) from None
+        data = read_plan_json(path)
+    except PlanFileError as exc:
+        raise CliError(str(exc), EXIT_USAGE) from None
     report = validate_plan(data, catalogue)
     if report.errors or report.plan is None:
         listed = "\n".join(f"  - {e}" for e in report.errors) or "  - not a plan"

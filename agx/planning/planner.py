@@ -15,7 +15,6 @@ tasks replace round 0's); the final `Planned` event is authoritative either way.
 
 from __future__ import annotations
 
-import secrets
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -29,11 +28,9 @@ from agx.planning.stream_parser import PlanStreamParser, parse_plan_text
 from agx.planning.tools import ToolCatalogue
 from agx.planning.validate import ValidationReport, validate_plan
 from agx.runtime.engine import CancelToken, ChatRequest, Engine, EngineError, GenerationStats
+from agx.workspace.plan_store import new_plan_id  # the one plan id format (planner, runs, the shell)
 
 
-def new_plan_id() -> str:
-    """A short, sortable id that is also a valid git branch component: p260102-153012-a1b2."""
-    return "p" + time.strftime("%y%m%d-%H%M%S") + "-" + secrets.token_hex(2)
 
 
 @dataclass

@@ -681,6 +681,7 @@ class AgxApp(App[int]):
     def load_plan_file(self, path_text: str, plan_id: str | None = None) -> None:
         """`/run-plan FILE`: a hand-written plan (the planner's JSON shape) goes to review as if
         Delta had planned it — validated the same way."""
+        from agx.planning.plan_file import PlanFileError, read_plan_json
         from agx.planning.validate import validate_plan
         from agx.workspace.plan_store import new_plan_id
 
@@ -697,12 +698,9 @@ class AgxApp(App[int]):
         if not path.is_absolute():
             path = self.cwd / path
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            self.chat.add_notice(f"{path}: file not found", "error")
-            return
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            self.chat.add_notice(f"{path}: not valid JSON ({exc})", "error")
+            data = read_plan_json(path)  # the same reader as `agx run --plan`
+        except PlanFileError as exc:
+            self.chat.add_notice(str(exc), "error")
             return
         report = validate_plan(data, self.catalogue)
         pid = plan_id or new_plan_id()
