@@ -94,3 +94,17 @@ def test_json_with_the_bundled_delta_in_a_real_process(git_repo, tiny_model_path
     assert events[-1]["summary"]["reason"] in ("done", "round_limit", "gave_up", "planning_failed")
     assert (proc.returncode == 0) == (events[-1]["summary"]["reason"] == "done")
     assert "Traceback" not in proc.stderr
+
+
+def test_the_clis_approval_callback_refuses_what_it_cannot_ask_and_the_loop_stops(git_repo, tmp_path, capsys):
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps({"goal": "mixed", "tasks": [
+        {"id": "t1", "title": "read", "tool": "read_files", "args": {"paths": ["README.md"]}, "deps": []},
+        {"id": "t2", "title": "write", "tool": "write_file", "args": {"path": "x.txt", "content": "x"}, "deps": []}]}))
+    assert main(["-C", str(git_repo), "run", "--plan", str(plan), "--auto", "read", "--json"]) == 1
+    captured = capsys.readouterr()
+    events = check_lines(captured.out)
+    assert "not approved (no terminal to ask): t2" in captured.err
+    assert any(e["event"] == "TaskFinished" and e["task_id"] == "t1" for e in events)
+    assert any(e["event"] == "TaskSkipped" and e["task_id"] == "t2" and e["reason"] == "not approved" for e in events)
+    assert events[-1]["summary"]["reason"] == "stopped"
