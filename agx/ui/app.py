@@ -40,7 +40,8 @@ from agx.ui.instant_frame import FrameCache, HeldTerminal, handover_driver
 from agx.ui.keymap import ACTIONS, bindings, check_keymap
 from agx.ui.pacing import FramePacer, has_spare_core
 from agx.ui.messages import (ChatFinished, EngineLoaded, FrameCoalescer, GitChanged, PlanEventArrived,
-                             PlanningEnded, RouteDecided, TextPending, WorkDone)
+                             PlanningEnded, RouteDecided, TextPending, PlanApplied,
+                             PlanDiscarded, PlanOpDone, PlanOpFailed, PlanUndone)
 from agx.ui.screens import ConfirmScreen, EditArgsScreen, HelpScreen, NoRepoScreen, PromptScreen
 from agx.ui.widgets import ChatPane, GitPane, MessageInput, PlanPane, StatusBar, TaskPane
 from agx.ui.widgets.status import RoleStatus
@@ -1061,15 +1062,30 @@ class AgxApp(App[int]):
             else:
                 removed = plan_run.discard_plan(store, rec)
                 detail = f"Discarded plan {plan_id} ({', '.join(removed) or 'nothing left'})."
-            self.post_message(WorkDone(what, True, detail, {"plan_id": plan_id}))
+            done = {"apply": PlanApplied, "undo": PlanUndone}.get(what, PlanDiscarded)
+            self.post_message(done(plan_id, detail))
         except Exception as exc:  # PlanRunError, PlanStoreError: one line for the user
-            self.post_message(WorkDone(what, False, f"{what} failed: {exc}", {"plan_id": plan_id}))
+            self.post_message(PlanOpFailed(plan_id, f"{what} failed: {exc}"))
 
-    def on_work_done(self, msg: WorkDone) -> None:
-        self.chat.add_notice(msg.detail, "plan" if msg.ok else "error")
-        view = self.plans.get(msg.data.get("plan_id", ""))
-        if msg.ok and view is not None:
-            view.phase = {"apply": pv.APPLIED, "undo": pv.UNDONE, "discard": pv.DISCARDED}[msg.what]
+    # Textual dispatches by the message's own class: one handler per outcome type.
+    def on_plan_applied(self, msg: PlanApplied) -> None:
+        self._plan_op_done(msg)
+
+    def on_plan_undone(self, msg: PlanUndone) -> None:
+        self._plan_op_done(msg)
+
+    def on_plan_discarded(self, msg: PlanDiscarded) -> None:
+        self._plan_op_done(msg)
+
+    def on_plan_op_failed(self, msg: PlanOpFailed) -> None:
+        self._plan_op_done(msg)
+
+    def _plan_op_done(self, msg: PlanOpDone) -> None:
+        ok = not isinstance(msg, PlanOpFailed)
+        self.chat.add_notice(msg.detail, "plan" if ok else "error")
+        view = self.plans.get(msg.plan_id)
+        if ok and view is not None:
+            view.phase = {PlanApplied: pv.APPLIED, PlanUndone: pv.UNDONE, PlanDiscarded: pv.DISCARDED}[type(msg)]
             if self.session_log is not None:
                 self.session_log.append("plan_decision", plan_id=view.plan_id, decision=view.phase)
             if view is self.plan:

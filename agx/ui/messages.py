@@ -13,7 +13,7 @@ loop does O(frames) work however fast a model or a subprocess produces text.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Hashable
 
 from textual.message import Message
@@ -103,13 +103,27 @@ class PlanningEnded(Message):
 
 
 @dataclass
-class WorkDone(Message):
-    """A git/executor operation run in a thread finished: a line for the user, ok or not."""
+class PlanOpDone(Message):
+    """A plan's apply / undo / discard (run in a thread) finished; each outcome has its own type."""
 
-    what: str
-    ok: bool
-    detail: str = ""
-    data: dict = field(default_factory=dict)
+    plan_id: str
+    detail: str  # the line for the user
+
+
+class PlanApplied(PlanOpDone):
+    pass
+
+
+class PlanUndone(PlanOpDone):
+    pass
+
+
+class PlanDiscarded(PlanOpDone):
+    pass
+
+
+class PlanOpFailed(PlanOpDone):
+    pass
 
 
 @dataclass
