@@ -16,6 +16,7 @@ import pytest
 
 from agx.execution.grounded_edit import (EditFormatError, FileView, apply_file_edit, complete_part, edit_grammar,
                                          parse_edits)
+from agx.planning.plan import Plan
 
 TRICKY = {
     "quotes.py": 'x = "a \\"quoted\\" \\\\ value"\ny = \'single\'\n\tz = 1\r\n\ndef f():\n    return x\n\ndef f():\n    return x\n',
@@ -255,3 +256,16 @@ def test_a_code_task_edits_the_worktree_file_and_commits_it(git_repo, delta, tin
     assert node.commit and shown.stdout == expected
     # The user's checkout is untouched until apply.
     assert (git_repo / "src" / "app.py").read_text() == "def greet(name):\n    return 'hello ' + name\n"
+
+
+def test_files_that_cannot_fit_the_context_are_refused_with_the_numbers(delta, tiny_model_path, tmp_path):
+    from agx.execution.builtin_tools import builtin_catalogue
+    from agx.execution.executor import Executor, run_plan
+    from agx.execution.policy import ApprovalMode, Policy
+
+    (tmp_path / "big.py").write_text("x = 1\n" * 1500)  # 9,000 characters: more than 2,048 tokens hold
+    ex = Executor("p", builtin_catalogue(), tmp_path, policy=Policy(ApprovalMode.ALL), code_engine=delta)
+    asyncio.run(run_plan(Plan.model_validate({"goal": "g", "tasks": [
+        {"id": "t1", "title": "t", "tool": "code", "args": {"paths": ["big.py"], "instruction": "x"}, "deps": []}]}), ex))
+    assert "do not fit Delta's context of 2048 tokens" in ex.nodes["t1"].error
+    assert (tmp_path / "big.py").read_text() == "x = 1\n" * 1500

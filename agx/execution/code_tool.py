@@ -101,6 +101,26 @@ def _views(ctx: TaskContext, paths: list[str]) -> list[FileView]:
     return views
 
 
+# Characters per token, pessimistic for code; and tokens kept free for the answer.
+CHARS_PER_TOKEN = 3
+ANSWER_RESERVE_TOKENS = 512
+
+
+def _check_fits(engine, views: list[FileView]) -> None:
+    """Refuse, with the numbers, files that cannot fit the engine's context with room to answer."""
+    try:
+        n_ctx = engine.info().n_ctx
+    except Exception:  # an engine that cannot describe itself: let the model server decide
+        return
+    if not n_ctx:
+        return  # remote: the server's context is not known here
+    shown = sum(len(v.text or "") for v in views) + len(SYSTEM) + len(EXAMPLE_USER) + len(EXAMPLE_ANSWER)
+    room = (n_ctx - ANSWER_RESERVE_TOKENS) * CHARS_PER_TOKEN
+    if shown > room:
+        raise TaskError(f"code: the files ({shown} characters with the prompt) do not fit Delta's context of {n_ctx} "
+                        f"tokens with room to answer; give the task fewer or smaller files, or raise roles.delta.n_ctx")
+
+
 async def run_code(ctx: TaskContext) -> RunnerResult:
     from agx.runtime.engine import CancelToken, ChatRequest
 
@@ -116,6 +136,7 @@ async def run_code(ctx: TaskContext) -> RunnerResult:
     if not isinstance(instruction, str) or not instruction.strip():
         raise TaskError("code: empty instruction")
     views = await asyncio.to_thread(_views, ctx, paths)
+    _check_fits(engine, views)
     request = ChatRequest(messages=build_messages(instruction, views, ctx.dep_outputs), grammar=edit_grammar(views),
                           temperature=0.0)
     loop = asyncio.get_running_loop()
