@@ -94,7 +94,7 @@ class AgentSession:
     def __init__(self, repo: Path, config, *, catalogue: ToolCatalogue, policy: Policy, delta=None, echo=None,
                  approve: Approver | None = None, on_event: Callable[[ev.PlanEvent], Any] | None = None,
                  planner=None, max_rounds: int | None = None, max_parallel: int | None = None,
-                 task_timeout_s: float | None = None, log=None):
+                 task_timeout_s: float | None = None, log=None, keep_empty: bool = False):
         self.repo = Path(repo)
         self.config = config
         self.catalogue = catalogue
@@ -107,6 +107,7 @@ class AgentSession:
         self.max_parallel = max_parallel or config.execution.max_parallel
         self.task_timeout_s = task_timeout_s or config.execution.task_timeout_s
         self.log = log
+        self.keep_empty = keep_empty  # keep a worktree with no commits (the shell discards on request)
         self._planner = planner
         self._stopped = False
         self._cancel = None
@@ -128,12 +129,12 @@ class AgentSession:
         return self._stopped
 
     # -- the loop ---------------------------------------------------------------------------
-    async def run(self, request: str, plan: Plan | None = None) -> SessionOutcome:
+    async def run(self, request: str, plan: Plan | None = None, plan_id: str | None = None) -> SessionOutcome:
         """Run the loop for `request` (round 1 runs `plan` instead of asking Delta, when given)."""
         from agx.runtime.engine import CancelToken
 
         self._cancel = CancelToken()
-        plan_id = new_plan_id()
+        plan_id = plan_id or new_plan_id()
         goal = plan.goal if plan is not None else request
         prun = await asyncio.to_thread(
             start_run, self.repo, plan_id, request=request, goal=goal, plan={"goal": goal, "tasks": []},
@@ -337,7 +338,7 @@ class AgentSession:
 
     def _cleanup(self, prun: PlanRun, reason: str) -> None:
         rec = prun.record
-        if not prun.git.commits_on_branch(rec.plan_id, prun.snapshot.commit) and reason == "done":
+        if not self.keep_empty and reason == "done" and not prun.git.commits_on_branch(rec.plan_id, prun.snapshot.commit):
             prun.git.discard_plan(rec.plan_id)  # nothing changed: no worktree or ref to review
             rec.worktree = None
             rec.branch = None

@@ -98,6 +98,7 @@ class AgxApp(App[int]):
         self.plans: dict[str, pv.PlanView] = {}
         self._run = None  # plan_run.PlanRun while/after a plan runs
         self._run_worker = None
+        self._session = None  # agent.session.AgentSession while a plan's rounds run
         self._diff_mode = "auto"  # auto | plan | task
         self.first_paint_s: float | None = None
         self._t_start = time.perf_counter()
@@ -912,54 +913,98 @@ class AgxApp(App[int]):
 
     @work(group="executor", exit_on_error=False)
     async def _run_plan(self, view: pv.PlanView, plan, approved: list[str], denied: list[str]) -> None:
+        """The reviewed plan is round 1 of the agent loop (agx/agent/session.py, as `agx run`):
+        the session runs it, observes, and lets Delta replan (each round confirmed here)."""
         import asyncio
 
-        from agx.execution import plan_run
+        from agx.agent.session import AgentSession
         from agx.execution.policy import ApprovalMode, Policy
+        from agx.execution.sandbox import unavailable_notice
 
+        from_file = view.request.startswith("/run-plan")
+        rounds = 1 if from_file else self.config.agent.max_rounds
+        # ask_model tasks talk to Echo; `code` tasks and follow-up plans need Delta.
+        echo = await asyncio.to_thread(self._engine_or_none, "echo")
+        needs_delta = rounds > 1 or any(t.tool == "code" for t in plan.tasks)
+        delta = await asyncio.to_thread(self._engine_or_none, "delta") if needs_delta else None
+        sandbox_note = await asyncio.to_thread(unavailable_notice, self.config.execution.sandbox)
+        if sandbox_note and not getattr(self, "_sandbox_noted", False):  # said once per session
+            self._sandbox_noted = True
+            self.chat.add_notice(f"Sandbox: {sandbox_note}", "error")
+        session = AgentSession(self.repo, self.config, catalogue=self.catalogue, policy=Policy(ApprovalMode.ASK),
+                               delta=delta, echo=echo, approve=self._round_approver(approved, denied),
+                               on_event=self._on_session_event, max_rounds=rounds, keep_empty=True)
+        self._session = session
+        self._diff_mode = "auto"
         try:
-            # ask_model tasks talk to Echo, as in `agx run`; the shell approves task by task.
-            echo = await asyncio.to_thread(self._engine_or_none, "echo")
-            # `code` tasks write their edits with Delta's engine (the coder).
-            delta = (await asyncio.to_thread(self._engine_or_none, "delta")
-                     if any(t.tool == "code" for t in plan.tasks) else None)
-            run = await asyncio.to_thread(
-                plan_run.start_run, self.repo, view.plan_id, request=view.request, goal=plan.goal,
-                plan=plan.model_dump(), catalogue=self.catalogue, policy=Policy(ApprovalMode.ASK), engine=echo,
-                execution=self.config.execution, code_engine=delta)
+            outcome = await session.run(view.request, plan, plan_id=view.plan_id)
         except Exception as exc:  # PlanRunError, EngineError: the user's to see, not a crash
             view.phase = pv.REVIEW
             self.chat.add_notice(f"Could not start the plan: {exc}", "error")
             self.refresh_bindings()
             return
-        self._run = run
-        from agx.execution.sandbox import unavailable_notice
-
-        sandbox_note = await asyncio.to_thread(unavailable_notice, self.config.execution.sandbox)
-        if sandbox_note and not getattr(self, "_sandbox_noted", False):  # said once per session
-            self._sandbox_noted = True
-            self.chat.add_notice(f"Sandbox: {sandbox_note}", "error")
-        if run.record.excluded:
-            from agx.workspace.git_isolation import display
-
-            self.chat.add_notice("Kept out of the plan (untracked files that look like secrets; its tasks do not "
-                                 f"see them and no commit will hold them): {', '.join(map(display, run.record.excluded))}")
-        executor = run.executor
-        executor.subscribe(self._on_executor_event)
-        self._diff_mode = "auto"
-        executor.add_plan(plan)
-        if approved:
-            executor.approve(approved)
-        if denied:
-            executor.deny(denied)
-        executor.close_plan()
-        result = None
-        try:
-            result = await executor.run()
         finally:
-            plan_run.finish_run(run, result)
-        view.phase, view.ok, view.wall_s = pv.FINISHED, result.ok, result.wall_s
+            self._session = None
+        last = outcome.last_result
+        view.phase, view.ok, view.wall_s = pv.FINISHED, outcome.ok, (last.wall_s if last else 0.0)
         self._run_finished(view)
+        if rounds > 1:
+            from agx.agent.session import summary_text
+
+            self.chat.add_notice(summary_text(outcome.summary), "plan" if outcome.ok else "error")
+
+    def _round_approver(self, approved: list[str], denied: list[str]):
+        """Round 1: what the review decided. Later rounds: a confirmation listing Delta's tasks."""
+        reviewed = {"done": False}
+
+        async def approve(executor, ids: list[str]) -> tuple[list[str], list[str]]:
+            if not reviewed["done"]:
+                reviewed["done"] = True
+                no = [i for i in ids if i in denied]
+                return [i for i in ids if i not in no], no
+            return await self._confirm_round(executor, ids)
+
+        return approve
+
+    async def _confirm_round(self, executor, ids: list[str]) -> tuple[list[str], list[str]]:
+        import asyncio
+
+        from agx.execution.printer import visible
+
+        fut = asyncio.get_running_loop().create_future()
+        lines = [f"  {i} [{executor.nodes[i].risk.value}] {executor.nodes[i].task.tool}: "
+                 f"{visible(executor.nodes[i].task.title)}" for i in ids]
+        self.push_screen(ConfirmScreen("Delta's follow-up plan (the last round missed the goal):\n" + "\n".join(lines)
+                                       + "\nRun these tasks?", yes="Run them", no="Stop here"),
+                         lambda yes: fut.done() or fut.set_result(bool(yes)))
+        yes = await fut
+        return (list(ids), []) if yes else ([], list(ids))
+
+    def _on_session_event(self, event: ev.PlanEvent) -> None:
+        """The agent session's stream: its own round events as notices, the rest as before."""
+        from agx.agent.events import RoundObserved, RoundStarted, SessionFinished
+
+        session = self._session
+        if session is not None and session.run_handle is not None and self._run is not session.run_handle:
+            self._run = session.run_handle  # the worktree now exists: diffs, cancel, quit use it
+            if self._run.record.excluded:
+                from agx.workspace.git_isolation import display
+
+                self.chat.add_notice("Kept out of the plan (untracked files that look like secrets; its tasks do not "
+                                     f"see them and no commit will hold them): "
+                                     f"{', '.join(map(display, self._run.record.excluded))}")
+        if isinstance(event, RoundStarted):
+            if event.round > 1:
+                self.chat.add_notice(f"Round {event.round}: Delta replans from what happened.", "plan")
+            return
+        if isinstance(event, RoundObserved):
+            if event.tests is not None:
+                self.chat.add_notice(f"Tests after round {event.round}: {'pass' if event.tests['ok'] else 'FAIL'}.",
+                                     "plan" if event.tests["ok"] else "error")
+            return
+        if isinstance(event, SessionFinished):
+            return
+        self._on_executor_event(event)
 
     def _on_executor_event(self, event: ev.PlanEvent) -> None:
         """Executor subscriber (the app's loop thread): output to the coalescer, the rest as
@@ -1002,6 +1047,8 @@ class AgxApp(App[int]):
         if not self._plan_action_ok(pv.RUNNING_PHASE) or self._run is None:
             return
         self._run.executor.cancel_all()
+        if getattr(self, "_session", None) is not None:
+            self._session.stop()  # and no follow-up round
         self.chat.add_notice("Cancelling every task…", "plan")
 
     def action_pause(self) -> None:
@@ -1197,6 +1244,8 @@ class AgxApp(App[int]):
     async def _cancel_and_exit(self) -> None:
         import asyncio
 
+        if getattr(self, "_session", None) is not None:
+            self._session.stop()
         if self._run is not None:
             self._run.executor.cancel_all()
         if self._run_worker is not None:
