@@ -193,3 +193,21 @@ def test_echos_report_is_asked_from_the_record_only(git_repo):
     facts = json.loads(req.messages[-1]["content"])
     assert facts == {k: v for k, v in outcome.summary.items() if k != "base_commit"}
     assert facts["apply"] == f"agx apply {outcome.plan_id}" and "only the facts" in req.messages[0]["content"]
+
+
+def test_a_follow_up_rounds_planned_event_carries_the_prefixed_plan(git_repo):
+    from agx.events import Planned
+
+    class StreamingPlanner(ScriptedPlanner):
+        def plan(self, request, on_event=None, cancel=None, plan_id=None):
+            result = super().plan(request, on_event, cancel, plan_id)
+            if result.plan is not None:
+                on_event(Planned(plan_id, plan=result.plan.model_dump()))
+            return result
+
+    planner = StreamingPlanner({"goal": "g", "tasks": [write("value.txt", "1\n"), check_task()]},
+                               {"goal": "g", "tasks": [write("value.txt", "2\n"), check_task()]})
+    outcome, events, _ = run_session(git_repo, planner)
+    planned = [e for e in events if isinstance(e, Planned)]
+    assert [[t["id"] for t in p.plan["tasks"]] for p in planned] == [["t1", "t2"], ["r2-t1", "r2-t2"]]
+    assert planned[1].plan["tasks"][1]["deps"] == ["r2-t1"]

@@ -20,7 +20,7 @@ Front ends supply `approve(executor, task_ids) -> (approved, denied)` (async) an
 from __future__ import annotations
 
 import asyncio
-import time
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Awaitable, Callable
@@ -228,6 +228,12 @@ class AgentSession:
                         executor.add_task(prefix_task(Task.model_validate(event.task), prefix))
                     except ValidationError:
                         pass  # a malformed streamed task: the validated final plan decides
+                elif isinstance(event, ev.Planned) and prefix and event.plan:
+                    try:  # the plan as it will run: ids with the round's prefix
+                        plan = prefix_plan(Plan.model_validate(event.plan), prefix).model_dump()
+                    except ValidationError:
+                        plan = event.plan
+                    self._emit(dataclasses.replace(event, plan=plan))
                 elif isinstance(event, (ev.PlanningStarted, ev.Planned)):
                     self._emit(event)
 

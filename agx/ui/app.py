@@ -1002,7 +1002,9 @@ class AgxApp(App[int]):
                 self.chat.add_notice(f"Tests after round {event.round}: {'pass' if event.tests['ok'] else 'FAIL'}.",
                                      "plan" if event.tests["ok"] else "error")
             return
-        if isinstance(event, SessionFinished):
+        if isinstance(event, (SessionFinished, ev.PlanningStarted, ev.Planned)):
+            # Planning events come only from follow-up rounds here (the shell planned round 1
+            # itself): their tasks arrive as TaskAdded into the same view; a new view would hide round 1.
             return
         self._on_executor_event(event)
 
