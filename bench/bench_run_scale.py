@@ -1,13 +1,15 @@
 """End-to-end scale of `agx run --plan FILE --yes`: the real CLI in a subprocess.
 
-    python bench/bench_run_scale.py [--tasks 1000 10000] [--shape random|flat] [--seed 0]
-                                    [--baseline-rev REV --baseline-tasks 250]
+    python bench/bench_run_scale.py [--tasks 1000 10000] [--shape random|flat] [--tool read|shell]
+                                    [--seed 0] [--baseline-rev REV --baseline-tasks 250]
 
 For each size N, a plan of N no-op tasks is generated and run by the real command in a fresh
 git repository: every task is `read_files` of README.md (read-only: no process, no commit, so
 what is measured is agx's own per-task cost — scheduling, events, the plan store, the printer,
 the session log). `random` (default): each task depends on up to 3 random earlier tasks (the
-DAG of bench_scheduler.py); `flat`: no dependencies. Printed per size: wall time of the whole
+DAG of bench_scheduler.py); `flat`: no dependencies. `--tool shell` makes every task the
+command `true` instead (a process per task, change tracking, the sandbox: what a command task
+costs; the 2 s / 20 s targets are for the no-op tasks). Printed per size: wall time of the whole
 command (process start to exit, imports and git setup included), peak RSS of the agx process,
 and the run's own wall time as recorded in the plan (first dispatch to last task).
 
@@ -33,7 +35,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def make_plan(n: int, shape: str, seed: int) -> dict:
+def make_plan(n: int, shape: str, seed: int, tool: str = "read") -> dict:
     rng = random.Random(seed)
     tasks = []
     for i in range(n):
@@ -41,8 +43,12 @@ def make_plan(n: int, shape: str, seed: int) -> dict:
         if shape == "random" and i:
             k = rng.randint(0, min(3, i))
             deps = [f"t{j}" for j in rng.sample(range(i), k)]
-        tasks.append({"id": f"t{i}", "title": f"read {i}", "tool": "read_files", "args": {"paths": ["README.md"]},
-                      "deps": deps})
+        if tool == "shell":
+            tasks.append({"id": f"t{i}", "title": f"true {i}", "tool": "shell", "args": {"command": "true"},
+                          "deps": deps})
+        else:
+            tasks.append({"id": f"t{i}", "title": f"read {i}", "tool": "read_files", "args": {"paths": ["README.md"]},
+                          "deps": deps})
     return {"goal": f"{n} no-op tasks", "tasks": tasks}
 
 
@@ -57,12 +63,12 @@ def make_repo(folder: Path) -> Path:
     return repo
 
 
-def run_once(n: int, shape: str, seed: int, pythonpath: Path | None = None, timeout: float = 1200) -> dict:
+def run_once(n: int, shape: str, seed: int, pythonpath: Path | None = None, tool: str = "read") -> dict:
     with tempfile.TemporaryDirectory(prefix="agx-bench-scale-") as tmp:
         tmp = Path(tmp)
         repo = make_repo(tmp)
         plan_file = tmp / "plan.json"
-        plan_file.write_text(json.dumps(make_plan(n, shape, seed)))
+        plan_file.write_text(json.dumps(make_plan(n, shape, seed, tool)))
         env = {k: v for k, v in os.environ.items() if not k.startswith("AGX_")}
         if pythonpath is not None:
             env["PYTHONPATH"] = str(pythonpath)
@@ -100,17 +106,19 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--tasks", type=int, nargs="+", default=[1000, 10000])
     ap.add_argument("--shape", choices=["random", "flat"], default="random")
+    ap.add_argument("--tool", choices=["read", "shell"], default="read")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--baseline-rev", help="also run the agx of this commit (e.g. 3549ac1, before the journal)")
     ap.add_argument("--baseline-tasks", type=int, nargs="+", default=[250])
     args = ap.parse_args()
 
-    print(f"agx run --plan FILE --yes, {args.shape} DAG of read-only no-op tasks, real CLI subprocess")
+    what = "read-only no-op tasks" if args.tool == "read" else "`true` shell tasks"
+    print(f"agx run --plan FILE --yes, {args.shape} DAG of {what}, real CLI subprocess")
     print(f"{'agx':<10} {'tasks':>7} {'wall s':>8} {'run s':>8} {'peak RSS MB':>12}  ok  target")
-    targets = {1000: 2.0, 10000: 20.0}
+    targets = {1000: 2.0, 10000: 20.0} if args.tool == "read" else {}
     failed = False
     for n in args.tasks:
-        r = run_once(n, args.shape, args.seed)
+        r = run_once(n, args.shape, args.seed, tool=args.tool)
         target = targets.get(n)
         meets = target is None or r["wall_s"] < target
         failed |= not (r["ok"] and meets)
@@ -123,7 +131,7 @@ def main() -> int:
         src, cleanup = old_checkout(args.baseline_rev)
         try:
             for n in args.baseline_tasks:
-                r = run_once(n, args.shape, args.seed, pythonpath=src)
+                r = run_once(n, args.shape, args.seed, pythonpath=src, tool=args.tool)
                 print(f"{args.baseline_rev[:10]:<10} {n:>7} {r['wall_s']:>8.2f} {r['run_wall_s'] or float('nan'):>8.2f} "
                       f"{r['peak_rss_mb']:>12.1f}  {'yes' if r['ok'] else 'NO '}", flush=True)
         finally:
