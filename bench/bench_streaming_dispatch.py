@@ -111,10 +111,14 @@ def main() -> None:
     ap.add_argument("--max-tokens", type=int, default=768)
     ap.add_argument("--threads", type=int, default=None, help="llama.cpp threads (default: config)")
     ap.add_argument("--separate", action="store_true", help="also time a separate whole-plan run per request")
+    ap.add_argument("--constrained-sampling", choices=("fast", "grammar_first"), default=None,
+                    help="how the plan grammar is applied (default: config); compare both for issue #16")
     args = ap.parse_args()
 
     repo = make_repo()
     overrides = ["roles.delta.n_ctx=4096"] + ([f"roles.delta.n_threads={args.threads}"] if args.threads else [])
+    if args.constrained_sampling:
+        overrides.append(f"roles.delta.constrained_sampling={args.constrained_sampling}")
     config = load_config(repo, overrides=overrides, use_user_file=False).config
     pool = EnginePool(config, repo)
     engine = pool.engine("delta")
