@@ -63,10 +63,10 @@ def _brief_args(args: dict, limit: int = 60) -> str:
 def visible(text: str) -> str:
     """`text` with every control or invisible format character (carriage return, escape
     sequences, bidi overrides, zero-width spaces) written as an escape, so what a terminal shows
-    is what will run; newlines stay."""
+    is what will run; newlines and tabs (which move the cursor on but hide nothing) stay."""
     out = []
     for ch in text:
-        if ch != "\n" and unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp"):
+        if ch not in "\n\t" and unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp"):
             code = ord(ch)
             out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
         else:
