@@ -80,8 +80,10 @@ def main() -> int:
                 row["edge"].append(score.edge_f1)
             offered = set(cat.names())
             row["recall"].append(len(set(gold_nodes) & offered) / len(set(gold_nodes)) if gold_nodes else 1.0)
-        print(f"[{i}/{len(records)}] " + "  ".join(f"{c}: nodeF1 {rows[c]['node'][-1]:.2f} {rows[c]['secs'][-1]:.1f}s"
-                                                    for c in configs), file=sys.stderr, flush=True)
+        print(f"[{i}/{len(records)}] " + "  ".join(
+            f"{c}: {rows[c]['prompt'][-1]} tok, {rows[c]['secs'][-1]:.1f}s, parse {rows[c]['parse'][-1]:d}, "
+            f"valid {rows[c]['valid'][-1]:d}, nodeF1 {rows[c]['node'][-1]:.2f}, recall {rows[c]['recall'][-1]:.2f}"
+            for c in configs), file=sys.stderr, flush=True)
     pool.close()
 
     def mean(xs):

@@ -386,3 +386,16 @@ def _port_open(port: int) -> bool:
     with socket.socket() as s:
         s.settimeout(0.2)
         return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_doctor_starts_each_server_once_and_reports_it(git_repo):
+    (git_repo / ".mcp.json").write_text(json.dumps({"mcpServers": {
+        "time": {"command": server_bin("mcp-server-time")},
+        "broken": {"command": "/bin/sh", "args": ["-c", "echo expired-key >&2; exit 6"]},
+        "off": {"command": "/bin/false", "disabled": True}}}))
+    out = agx(git_repo, "doctor", timeout=300)
+    assert "[mcp] 3 servers configured" in out.stdout
+    assert "time           up, 2 tools" in out.stdout
+    assert "broken         FAILED" in out.stdout and "status 6" in out.stdout and "expired-key" in out.stdout
+    assert "off            disabled" in out.stdout
+    assert out.returncode == 1  # a configured server that fails is a problem to fix

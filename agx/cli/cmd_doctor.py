@@ -92,6 +92,9 @@ def run(ctx: CliContext) -> int:
             print(f"  note:    {TINY_MODEL_NOTICE}")
         if verdict == "TOO BIG":
             worst = 1
+    from agx.cli.cmd_mcp import doctor_report  # each MCP server started once
+
+    worst = max(worst, doctor_report(ctx))
     return max(worst, 0 if build_ok else 1)
 
 

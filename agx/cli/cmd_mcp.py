@@ -150,3 +150,32 @@ def planning_catalogue(ctx: CliContext, base, request: str | None = None, warn=N
         # tools compete for the rest of the budget.
         catalogue = select_tools(catalogue, request, ctx.config.mcp.max_tools, always=base.names())
     return catalogue
+
+
+def doctor_report(ctx: CliContext) -> int:
+    """`agx doctor`'s MCP section: each enabled server started once; 1 when one failed."""
+    from agx.mcp.catalogue import mcp_tool_specs
+    from agx.mcp.manager import State
+    from agx.mcp.settings import server_specs
+
+    specs = server_specs(ctx.config, ctx.base_dir)
+    print(f"\n[mcp] {len(specs)} server{'s' if len(specs) != 1 else ''} configured"
+          + ("" if specs else " (agx.toml [mcp.servers.NAME] or the project's .mcp.json)"))
+    if not specs:
+        return 0
+    import time
+
+    t0 = time.perf_counter()
+    statuses = _manager(ctx).wait_ready()
+    _, left_out = mcp_tool_specs(statuses)
+    for st in statuses:
+        if st.state is State.UP:
+            print(f"  {st.name:<14} up, {len(st.tools)} tools  ({st.display})")
+        elif st.state is State.DISABLED:
+            print(f"  {st.name:<14} disabled  ({st.source})")
+        else:
+            print(f"  {st.name:<14} FAILED — {st.error}")
+    for u in left_out:
+        print(f"  note: {u.line()}")
+    print(f"  (started in {time.perf_counter() - t0:.1f} s)")
+    return 1 if any(st.state is State.FAILED for st in statuses) else 0
