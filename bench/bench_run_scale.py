@@ -78,7 +78,10 @@ def run_once(n: int, shape: str, seed: int, pythonpath: Path | None = None, tool
         err_file = tmp / "stderr.txt"
         with open(err_file, "wb") as err:
             t0 = time.perf_counter()
-            proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=err, stdin=subprocess.DEVNULL)
+            # cwd outside this checkout: `python -m` puts the working directory first on sys.path,
+            # which would shadow the baseline's PYTHONPATH with this checkout's agx.
+            proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=err, stdin=subprocess.DEVNULL,
+                                    cwd=tmp)
             # wait4: this child's own peak RSS (RUSAGE_CHILDREN would be the largest of all children).
             _, status, rusage = os.wait4(proc.pid, 0)
             wall = time.perf_counter() - t0
