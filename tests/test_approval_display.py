@@ -3,6 +3,7 @@ terminal on stdin, answers typed into it) and the shell's plan pane (Textual's p
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import pty
@@ -127,3 +128,29 @@ async def test_the_plan_pane_shows_the_whole_command_before_approval(git_repo, t
         pane.move_cursor(node.children[-1])
         await pilot.pause(0.1)
         assert pane.selected_task_id() == "t2"
+
+
+async def test_a_follow_up_round_is_confirmed_with_every_command_in_full(git_repo, tmp_path):
+    """The shell's dialog for Delta's follow-up round (agent loop) lists each task, and every write
+    and command in full: a real executor holding the round's tasks, the real dialog."""
+    from agx.execution.builtin_tools import builtin_catalogue
+    from agx.execution.executor import Executor
+    from agx.planning.plan import Plan
+    from agx.ui.screens import ConfirmScreen
+
+    plan = Plan.model_validate(json.loads(_plan(tmp_path).read_text()))
+    plan.tasks[1].args["command"] = LONG_COMMAND + " [red]not markup[/red]"
+    executor = Executor("p-round", builtin_catalogue(), git_repo)
+    executor.add_plan(plan)
+    config = load_config(git_repo, overrides=[], use_user_file=False).config
+    app = AgxApp(config, None, git_repo, load_models=False)
+    async with app.run_test(size=(150, 60)) as pilot:
+        answer = asyncio.ensure_future(app._confirm_round(executor, ["t1", "t2", "t3"]))
+        await pilot.pause(0.3)
+        assert isinstance(app.screen, ConfirmScreen)
+        question = app.screen.question.plain
+        lines = question.splitlines()
+        assert _unwrap(lines, "command") == LONG_COMMAND + " [red]not markup[/red]"
+        assert "path: notes/a.txt" in question and "row 4" in question
+        await pilot.press("n")
+        assert await answer == ([], ["t1", "t2", "t3"])

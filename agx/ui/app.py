@@ -969,13 +969,21 @@ class AgxApp(App[int]):
     async def _confirm_round(self, executor, ids: list[str]) -> tuple[list[str], list[str]]:
         import asyncio
 
-        from agx.execution.printer import visible
+        from rich.text import Text
+
+        from agx.execution.printer import approval_details, visible
+        from agx.planning.tools import Risk
 
         fut = asyncio.get_running_loop().create_future()
-        lines = [f"  {i} [{executor.nodes[i].risk.value}] {executor.nodes[i].task.tool}: "
-                 f"{visible(executor.nodes[i].task.title)}" for i in ids]
-        self.push_screen(ConfirmScreen("Delta's follow-up plan (the last round missed the goal):\n" + "\n".join(lines)
-                                       + "\nRun these tasks?", yes="Run them", no="Stop here"),
+        lines = []
+        for i in ids:
+            node = executor.nodes[i]
+            lines.append(f"  {i} [{node.risk.value}] {node.task.tool}: {visible(node.task.title)}")
+            if node.risk is not Risk.READ:  # writes and commands in full: what "y" runs is on screen
+                lines.extend("      " + line for line in approval_details(node.task.args, 58))  # the box is 66 wide
+        # Text, not markup: a command's own [brackets] must show as typed.
+        self.push_screen(ConfirmScreen(Text("Delta's follow-up plan (the last round missed the goal):\n"
+                                            + "\n".join(lines) + "\nRun these tasks?"), yes="Run them", no="Stop here"),
                          lambda yes: fut.done() or fut.set_result(bool(yes)))
         yes = await fut
         return (list(ids), []) if yes else ([], list(ids))
