@@ -108,6 +108,15 @@ class _TokenBuffer:
         self.array.selected = -1
         self.array.sorted = False
 
+    def refill_logits(self, logits: np.ndarray) -> None:
+        """Only the logits: for a buffer whose ids are still in order 0..n-1 and whose p are 0
+        (nothing sorted, cut or normalised it since `fill`). A third of `fill`'s cost."""
+        n = len(logits)
+        self.data["logit"][:n] = logits
+        self.array.size = n
+        self.array.selected = -1
+        self.array.sorted = False
+
     def selected_id(self) -> int:
         sel = self.array.selected
         if sel < 0 or sel >= self.array.size:
@@ -190,6 +199,9 @@ class FastGrammarSampler:
         self._full = _TokenBuffer(n_vocab)
         self._window = _TokenBuffer(n_vocab)
         self._one = _TokenBuffer(1)
+        # Whether the full buffer still holds ids 0..n-1 in order with p = 0: penalties and greedy
+        # only read and rewrite logits, the sampling chain (top-k, dist) sorts, cuts and sets p.
+        self._full_in_order = False
         self._closed = False
 
     # -- the surface Llama.generate uses -----------------------------------------------------
@@ -199,9 +211,13 @@ class FastGrammarSampler:
         logits = np.ctypeslib.as_array(lc.llama_get_logits_ith(ctx_p, idx), shape=(self.n_vocab,))
         self.stats.tokens += 1
         full = self._full
-        full.fill(self._ids, logits)
+        if self._full_in_order:
+            full.refill_logits(logits)
+        else:
+            full.fill(self._ids, logits)
         lc.llama_sampler_apply(self.pre, full.ref)
         lc.llama_sampler_apply(self.pick, full.ref)
+        self._full_in_order = self.params.greedy
         token = full.selected_id()
         if not self._allowed(token):
             self.stats.rejections += 1
@@ -243,9 +259,10 @@ class FastGrammarSampler:
     def _resample(self, logits: np.ndarray) -> int:
         lc = self._lc
         full = self._full
-        # The first draw may have sorted and cut the buffer: rebuild the penalised logits.
-        full.fill(self._ids, logits)
-        lc.llama_sampler_apply(self.pre, full.ref)
+        if not self._full_in_order:
+            # The first draw sorted and cut the buffer: rebuild the penalised logits.
+            full.fill(self._ids, logits)
+            lc.llama_sampler_apply(self.pre, full.ref)
         scores = full.data["logit"][: self.n_vocab].copy()
         if self.params.window_exact:
             need = self.params.needed_valid()
@@ -265,6 +282,7 @@ class FastGrammarSampler:
             # in grammar accept; say what happened instead.
             raise EngineError("the grammar allows no token at this point of the output")
         lc.llama_sampler_apply(self.pick, full.ref)
+        self._full_in_order = self.params.greedy
         return full.selected_id()
 
     def _try_window(self, scores: np.ndarray, size: int, need: int) -> int | None:
