@@ -26,7 +26,9 @@ BIN = Path(sys.executable).parent
 
 
 def taskbench_catalogue() -> ToolCatalogue:
-    assert (TASKBENCH / "tool_desc.json").is_file(), f"TaskBench data missing at {TASKBENCH}"
+    # As tests/test_data_taskbench.py: the data is shared/, beside the checkout, not in the repo.
+    if not (TASKBENCH / "tool_desc.json").is_file():
+        pytest.skip(f"TaskBench data (../shared/data/taskbench) not present at {TASKBENCH}")
     return load_catalogue_file(TASKBENCH / "tool_desc.json")
 
 
@@ -146,7 +148,8 @@ def test_delta_plans_over_real_mcp_servers_and_the_plan_runs(tiny_model_path, gi
     set_process_manager(manager)
     try:
         catalogue, left_out = with_mcp_tools(builtin_catalogue(), manager.wait_ready())
-        assert left_out == [] and len(catalogue) == 8 + 2 + 12
+        assert left_out == []
+        assert len(catalogue) == len(builtin_catalogue()) + 2 + 12  # time's 2 tools, git's 12
         pool, engine = _engine(4096)
         try:
             planner = Planner(engine, catalogue, repair_rounds=1, max_tokens=300)
