@@ -29,7 +29,7 @@ from agx import events as ev
 from agx.agent.events import RoundObserved, RoundStarted, SessionFinished
 from agx.execution.executor import Executor, RunResult, Status
 from agx.execution.plan_run import PlanRun, abandon_run, finish_run, start_run
-from agx.execution.policy import Policy
+from agx.execution.policy import Policy, decide_while_running
 from agx.execution.runners import detect_test_command
 from agx.planning.plan import PLACEHOLDER_RE, Plan, Task
 from agx.planning.tools import ToolCatalogue
@@ -270,20 +270,8 @@ class AgentSession:
             return None, ["stopped by the user"], plan
 
     async def _approve(self, executor: Executor, run_task: asyncio.Future) -> None:
-        undecided = executor.undecided()
-        if not undecided or run_task.done():
-            return
-        if self.approve is None:
-            executor.deny(undecided)
-            return
-        ask = asyncio.ensure_future(self.approve(executor, undecided))
-        done, _ = await asyncio.wait({ask, run_task}, return_when=asyncio.FIRST_COMPLETED)
-        if ask in done:
-            approved, denied = ask.result()
-            executor.approve(approved)
-            executor.deny(denied)
-        else:
-            ask.cancel()
+        ask = None if self.approve is None else (lambda ids: self.approve(executor, ids))
+        await decide_while_running(executor, run_task, ask)
 
     async def _observe(self, prun: PlanRun, executor: Executor, rnd: int, base_commits: int) -> RoundObserved:
         limit = self.config.agent.observe_chars

@@ -409,18 +409,13 @@ async def _drive(ctx, executor, plan, request, catalogue, interactive, log, rec,
     store.save(rec)
     executor.close_plan()
 
+    from agx.execution.policy import decide_while_running
+
     undecided = executor.undecided()
-    if undecided and not run_task.done():
-        if interactive:
-            ask = asyncio.ensure_future(_ask_in_thread(_approval_dialogue, executor, catalogue, undecided))
-            done, _ = await asyncio.wait({ask, run_task}, return_when=asyncio.FIRST_COMPLETED)
-            if ask in done:
-                approved, denied = ask.result()
-                executor.approve(approved)
-                executor.deny(denied)
-        else:
-            print(f"agx: not approved (no terminal to ask): {', '.join(undecided)}", file=sys.stderr)
-            executor.deny(undecided)
+    if undecided and not run_task.done() and not interactive:
+        print(f"agx: not approved (no terminal to ask): {', '.join(undecided)}", file=sys.stderr)
+    await decide_while_running(executor, run_task, (lambda ids: _ask_in_thread(_approval_dialogue, executor, catalogue, ids))
+                               if interactive else None)
     try:
         result = await run_task
     except asyncio.CancelledError:

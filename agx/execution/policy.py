@@ -74,3 +74,29 @@ def resolve_in_worktree(root: Path, rel: str, *, for_write: bool = False) -> Pat
     if for_write and target == root_real:
         raise UnsafePath(f"{rel}: is the repository root, not a file")
     return root_real / p
+
+
+async def decide_while_running(executor, run_task, ask) -> None:
+    """Ask about the tasks the policy left undecided while the run goes on, then apply the answer.
+
+    `ask(undecided) -> (approved, denied)` is the front end's question (a coroutine function), or
+    None to deny them all. Read-only tasks keep running meanwhile; if the run ends first (every
+    approved path done, or cancelled), the question is dropped. One place for the shell's agent
+    session and `agx run --plan`.
+    """
+    import asyncio
+
+    undecided = executor.undecided()
+    if not undecided or run_task.done():
+        return
+    if ask is None:
+        executor.deny(undecided)
+        return
+    question = asyncio.ensure_future(ask(undecided))
+    done, _ = await asyncio.wait({question, run_task}, return_when=asyncio.FIRST_COMPLETED)
+    if question in done:
+        approved, denied = question.result()
+        executor.approve(approved)
+        executor.deny(denied)
+    else:
+        question.cancel()
