@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -36,8 +37,8 @@ def server_bin(name: str) -> str:
     return found
 
 
-def flaky(name: str = "flaky", timeout_s: float = 30.0) -> ServerSpec:
-    return ServerSpec(name, "test", command=sys.executable, args=(str(FLAKY),), timeout_s=timeout_s)
+def flaky(name: str = "flaky", timeout_s: float = 30.0, **kw) -> ServerSpec:
+    return ServerSpec(name, "test", command=sys.executable, args=(str(FLAKY),), timeout_s=timeout_s, **kw)
 
 
 def time_server() -> ServerSpec:
@@ -147,6 +148,67 @@ def test_a_server_crashing_mid_call_fails_the_task_with_exit_status_and_stderr(m
     assert "exited with status 7" in node.error and "crashing on purpose" in node.error
     assert ex.nodes["t2"].status is Status.SUCCEEDED  # the other server goes on
     assert {s.name: s.state for s in m.statuses()}["flaky"] is State.FAILED
+
+
+def test_a_dead_server_is_restarted_on_its_next_call_with_back_off_up_to_the_limit(manager_of, tmp_path):
+    notices: list[str] = []
+    m = manager_of(flaky(max_restarts=2, restart_backoff_s=0.3))
+    m.on_notice = notices.append
+    assert m.wait_ready()[0].state is State.UP
+    with ThreadPoolExecutor(1) as pool:
+        # A call in flight when the server dies fails with the death's report (it does not hang).
+        in_flight = pool.submit(m.call, "flaky.sleep", {"seconds": 60})
+        time.sleep(0.5)
+        with pytest.raises(McpCallError) as crashed:
+            m.call("flaky.crash", {})
+        t_dead = time.perf_counter()
+        with pytest.raises(McpCallError) as cut:
+            in_flight.result(timeout=10)
+    for err in (crashed, cut):
+        msg = str(err.value)
+        assert "'flaky'" in msg and "exited with status 7" in msg and "crashing on purpose" in msg and "\n" not in msg
+        assert "restart limit" not in msg
+    assert m.statuses()[0].state is State.FAILED and notices == []
+
+    # The next call restarts it (after the back-off: 0.3 s, then 0.6 s) and succeeds.
+    out = m.call("flaky.echo", {"text": "back"})
+    assert out.text == "back" and not out.is_error
+    assert time.perf_counter() - t_dead >= 0.2
+    assert len(notices) == 1 and "\n" not in notices[0]
+    assert "'flaky'" in notices[0] and "restarted (restart 1 of 2)" in notices[0] and "exited with status 7" in notices[0]
+    assert m.notices() == notices
+    st = m.statuses()[0]
+    assert st.state is State.UP and st.restarts == 1 and st.error is None
+
+    with pytest.raises(McpCallError, match="exited with status 7"):
+        m.call("flaky.crash", {})
+    t_dead = time.perf_counter()
+    assert m.call("flaky.echo", {"text": "again"}).text == "again"
+    assert time.perf_counter() - t_dead >= 0.5
+    assert len(notices) == 2 and "restarted (restart 2 of 2)" in notices[1]
+
+    # The third death is past the limit: it stays down, and calls fail at once saying why.
+    with pytest.raises(McpCallError, match="restart limit reached") as last:
+        m.call("flaky.crash", {})
+    assert "exited with status 7" in str(last.value) and "2 restarts per session" in str(last.value)
+    t0 = time.perf_counter()
+    with pytest.raises(McpCallError, match="restart limit reached"):
+        m.call("flaky.echo", {"text": "no"})
+    assert time.perf_counter() - t0 < 1.0
+    st = m.statuses()[0]
+    assert st.state is State.FAILED and st.restarts == 2 and "restart limit reached" in st.error
+    assert len(notices) == 2
+
+
+def test_restart_settings_come_from_the_mcp_section_for_every_server(tmp_path):
+    from agx.config import load_config
+    from agx.mcp.settings import server_specs
+
+    (tmp_path / "agx.toml").write_text(
+        f'[mcp]\nmax_restarts = 5\nrestart_backoff_s = 0.25\n\n[mcp.servers.a]\ncommand = "{sys.executable}"\n')
+    (tmp_path / ".mcp.json").write_text(json.dumps({"mcpServers": {"b": {"command": "mcp-b"}}}))
+    specs = {s.name: s for s in server_specs(load_config(tmp_path).config, tmp_path, {})}
+    assert {n: (s.max_restarts, s.restart_backoff_s) for n, s in specs.items()} == {"a": (5, 0.25), "b": (5, 0.25)}
 
 
 def test_a_hung_call_times_out_and_is_cancelled_on_the_server(manager_of, tmp_path):
@@ -331,6 +393,8 @@ def test_cli_mcp_list_reports_a_failed_server_and_exits_1(git_repo):
     ('[mcp.servers.x]\ncommand = "a"\nurl = "http://b"\n', "mcp.servers.x: set either command"),
     ('[mcp.servers."bad.name"]\ncommand = "a"\n', "no dots"),
     ('[mcp.servers.x]\ncommand = "a"\ntimeout_s = -1\n', "mcp.servers.x.timeout_s"),
+    ('[mcp]\nmax_restarts = -1\n', "mcp.max_restarts"),
+    ('[mcp]\nrestart_backoff_s = "soon"\n', "mcp.restart_backoff_s"),
     ('[mcp.servers.x]\nurl = "http://b"\nheaders_env = {Authorization = "AGX_TEST_UNSET_VAR"}\n', "AGX_TEST_UNSET_VAR is not set"),
 ])
 def test_bad_mcp_config_is_a_one_line_error_exit_2(git_repo, toml, expected):

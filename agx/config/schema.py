@@ -144,6 +144,11 @@ class McpConfig(_Strict):
     read_mcp_json: bool = True
     # Above this many tools, Delta's prompt and grammar get only the most relevant ones.
     max_tools: int = Field(20, ge=1, le=200)
+    # A server that dies after it was up is restarted on its next use, at most this many times
+    # per agx process; the first restart waits restart_backoff_s after the death, each next one
+    # twice as long. A server that never came up is not restarted (fix its settings).
+    max_restarts: int = Field(3, ge=0, le=100)
+    restart_backoff_s: float = Field(1.0, ge=0, le=300)
 
     @model_validator(mode="after")
     def _server_names(self) -> "McpConfig":

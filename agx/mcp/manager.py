@@ -15,6 +15,11 @@ cancelling the caller cancels the request there, which makes the SDK send
 
 A server that cannot start, does not answer `initialize` within its `timeout_s`, or dies is
 reported in one line — name, command, exit status, last stderr lines — and the others go on.
+A call in flight when its server dies fails with that line. A server that dies after it was up
+is restarted on its next use (a call, or waiting for the servers), at most `max_restarts` times
+per process ([mcp] max_restarts), the first restart no sooner than `restart_backoff_s` after the
+death and each next one twice as late; each restart is reported in one line (`notices()`, the
+`on_notice` callback, the `agx.mcp` logger). Past the limit, calls fail at once saying so.
 """
 
 from __future__ import annotations
@@ -24,13 +29,14 @@ import atexit
 import contextlib
 import contextvars
 import enum
+import logging
 import os
 import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from agx.mcp.settings import ServerSpec
 
@@ -39,6 +45,10 @@ STDERR_TAIL_CHARS = 300
 # How long a call that saw the connection close waits for the process's exit to be noticed,
 # so the report names the exit status.
 DEATH_NOTICE_S = 3.0
+# How long a call whose server died waits for its cancelled request to wind down.
+CANCEL_WIND_DOWN_S = 2.0
+
+log = logging.getLogger("agx.mcp")
 
 
 class State(str, enum.Enum):
@@ -69,6 +79,7 @@ class ServerStatus:
     source: str
     tools: list = field(default_factory=list)  # mcp Tool objects, when up
     error: str | None = None
+    restarts: int = 0  # restarts after a death, this process
 
 
 # -- the server's process, for its exit status ----------------------------------------------
@@ -119,6 +130,20 @@ class _Server:
         self.ready: asyncio.Event | None = None  # set once up or failed
         self.stop: asyncio.Event | None = None
         self.down: asyncio.Event | None = None  # set when it failed after being up
+        self.life = 0  # how many times it was started; a call remembers the life it was made in
+        self.deaths: dict[int, str] = {}  # life -> the report of how that life ended
+        self.was_up = False
+        self.restarts = 0
+        self.died_at: float | None = None  # loop time of the last death
+        self.died_how: str = ""  # e.g. "exited with status 7", for the restart's report
+
+    def can_restart(self) -> bool:
+        return self.was_up and self.restarts < self.spec.max_restarts
+
+    def limit_note(self) -> str:
+        n = self.spec.max_restarts
+        return (f"; not restarted: restart limit reached ({n} restart{'s' if n != 1 else ''} per session, "
+                f"[mcp] max_restarts)")
 
     def stderr_tail(self) -> str:
         if self.stderr is None:
@@ -140,12 +165,15 @@ class _Server:
 
     def status(self) -> ServerStatus:
         return ServerStatus(self.spec.name, self.state, self.spec.display, self.spec.source,
-                            list(self.tools) if self.state is State.UP else [], self.error)
+                            list(self.tools) if self.state is State.UP else [], self.error, self.restarts)
 
 
 class McpManager:
-    def __init__(self, specs: list[ServerSpec], base_dir: str | Path | None = None):
+    def __init__(self, specs: list[ServerSpec], base_dir: str | Path | None = None,
+                 on_notice: Callable[[str], None] | None = None):
         self.base_dir = Path(base_dir) if base_dir is not None else Path.cwd()
+        self.on_notice = on_notice  # called (on the manager's thread) with each one-line notice
+        self._notices: list[str] = []
         self._servers: dict[str, _Server] = {s.name: _Server(s) for s in specs}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -163,6 +191,17 @@ class McpManager:
 
     def statuses(self) -> list[ServerStatus]:
         return [s.status() for s in self._servers.values()]
+
+    def notices(self) -> list[str]:
+        """One line per event worth telling the user that is not a failure: restarts so far."""
+        return list(self._notices)
+
+    def _notice(self, line: str) -> None:
+        self._notices.append(line)
+        log.warning("%s", line)
+        if self.on_notice is not None:
+            with contextlib.suppress(Exception):
+                self.on_notice(line)
 
     def counts(self) -> tuple[int, int]:
         """(servers up, servers enabled): the shell's status bar."""
@@ -199,11 +238,23 @@ class McpManager:
 
     async def _start(self, names: list[str] | None) -> list[_Server]:
         chosen = [s for n, s in self._servers.items() if (names is None or n in names) and s.state is not State.DISABLED]
+        loop = asyncio.get_running_loop()
         for srv in chosen:
+            delay = 0.0
+            if srv.state is State.FAILED and srv.can_restart() and srv.task is not None and not srv.task.done():
+                # Its last life is still winding down (transport closing): one task per server.
+                await asyncio.wait([srv.task], timeout=DEATH_NOTICE_S)
+            if srv.state is State.FAILED and srv.can_restart() and (srv.task is None or srv.task.done()):
+                # Died after it was up: start it again, after the back-off.
+                srv.restarts += 1
+                due = (srv.died_at or 0.0) + srv.spec.restart_backoff_s * 2 ** (srv.restarts - 1)
+                delay = max(0.0, due - loop.time())
+                srv.state = State.STOPPED
             if srv.state is State.STOPPED:
                 srv.state = State.STARTING
+                srv.life += 1
                 srv.ready, srv.stop, srv.down = asyncio.Event(), asyncio.Event(), asyncio.Event()
-                srv.task = asyncio.get_running_loop().create_task(self._run_server(srv), name=f"agx-mcp-{srv.spec.name}")
+                srv.task = loop.create_task(self._run_server(srv, delay), name=f"agx-mcp-{srv.spec.name}")
         return chosen
 
     async def _wait_ready(self, names: list[str] | None) -> None:
@@ -212,14 +263,24 @@ class McpManager:
         if waits:
             await asyncio.gather(*waits)
 
-    async def _run_server(self, srv: _Server) -> None:
+    async def _run_server(self, srv: _Server, delay: float = 0.0) -> None:
         """The server's whole life, in one task: the SDK's transport and session must be
-        entered and left in the same task."""
+        entered and left in the same task. `delay`: a restart's back-off."""
         import anyio
         from mcp import ClientSession
 
         spec = srv.spec
         stage = "could not start"
+        restart = srv.restarts if srv.was_up else 0
+        if delay > 0:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(srv.stop.wait(), delay)
+            if srv.stop.is_set():  # closed during the back-off
+                srv.state = State.STOPPED
+                srv.ready.set()
+                return
+        if restart:
+            stage = f"restart {restart} of {spec.max_restarts} failed: could not start"
         try:
             async with contextlib.AsyncExitStack() as stack:
                 if spec.url:
@@ -234,13 +295,16 @@ class McpManager:
                         srv.tools = await _list_all_tools(session)
                 except TimeoutError:
                     raise TimeoutError(f"no answer to initialize/tools/list within {spec.timeout_s:g}s") from None
-                srv.session, srv.state, srv.error = session, State.UP, None
+                srv.session, srv.state, srv.error, srv.was_up = session, State.UP, None, True
+                if restart:
+                    self._notice(f"mcp server {spec.name!r} ({spec.display}) restarted (restart {restart} of "
+                                 f"{spec.max_restarts}) after it {srv.died_how}")
                 srv.ready.set()
                 await self._until_stopped_or_dead(srv)
         except Exception as exc:  # noqa: BLE001 - any failure of one server is reported, not raised
             if srv.state is not State.FAILED:
-                srv.state = State.FAILED
-                srv.error = srv.report(self._describe_failure(srv, stage, _leaf(exc)))
+                how = self._describe_failure(srv, stage, _leaf(exc))
+                self._died(srv, how)
         finally:
             srv.session = None
             if srv.state is State.UP:
@@ -290,9 +354,18 @@ class McpManager:
                 w.cancel()
         if not srv.stop.is_set():
             await asyncio.sleep(0.05)  # let the last stderr lines land
-            srv.state = State.FAILED
-            srv.error = srv.report(f"exited with status {self._exit_status(srv)}")
-            srv.down.set()
+            self._died(srv, f"exited with status {self._exit_status(srv)}")
+
+    def _died(self, srv: _Server, how: str) -> None:
+        """The server failed (to start, or while up): its one-line report, for this life's calls."""
+        srv.state = State.FAILED
+        srv.error = srv.report(how)
+        if srv.was_up:
+            srv.died_at, srv.died_how = asyncio.get_running_loop().time(), how
+            if not srv.can_restart():
+                srv.error += srv.limit_note()
+        srv.deaths[srv.life] = srv.error
+        srv.down.set()
 
     @staticmethod
     def _exit_status(srv: _Server) -> str:
@@ -346,16 +419,39 @@ class McpManager:
         if tool not in {t.name for t in srv.tools}:
             raise McpCallError(f"{qualified}: server {name!r} has no tool {tool!r}")
         limit = timeout if timeout is not None else srv.spec.timeout_s
+        life, down = srv.life, srv.down
+
+        def death() -> str:
+            return srv.deaths.get(life) or srv.report("closed the connection")
+
         t0 = time.perf_counter()
+        # The request races the server's death: a call in flight when the server dies fails
+        # with the death's report, whether or not the SDK notices the closed connection.
+        call = asyncio.ensure_future(srv.session.call_tool(tool, args, read_timeout_seconds=limit))
+        died = asyncio.ensure_future(down.wait())
         try:
-            result = await srv.session.call_tool(tool, args, read_timeout_seconds=limit)
+            await asyncio.wait([call, died], return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:  # the caller gave up: cancel the request on the server
+            call.cancel()
+            await asyncio.wait([call], timeout=CANCEL_WIND_DOWN_S)
+            raise
+        finally:
+            died.cancel()
+        if not call.done():
+            call.cancel()
+            await asyncio.wait([call], timeout=CANCEL_WIND_DOWN_S)
+            raise McpCallError(death())
+        try:
+            result = call.result()
+        except asyncio.CancelledError:
+            raise McpCallError(death()) from None
         except MCPError as exc:
             if exc.code == REQUEST_TIMEOUT:
                 raise McpCallError(f"{qualified}: no result within {limit:g}s (request cancelled on the server)") from None
             if exc.code == CONNECTION_CLOSED:
                 with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(srv.down.wait(), DEATH_NOTICE_S)
-                raise McpCallError(srv.error or srv.report("closed the connection")) from None
+                    await asyncio.wait_for(down.wait(), DEATH_NOTICE_S)
+                raise McpCallError(death()) from None
             raise McpCallError(f"{qualified}: {exc.message or exc}") from None
         except Exception as exc:  # noqa: BLE001 - e.g. a result that does not match the protocol
             raise McpCallError(f"{qualified}: {type(_leaf(exc)).__name__}: {_leaf(exc)}") from None

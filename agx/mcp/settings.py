@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,8 @@ class ServerSpec:
     headers: dict[str, str] = field(default_factory=dict)
     enabled: bool = True
     timeout_s: float = 60.0
+    max_restarts: int = 3  # restarts after a death, per process ([mcp] max_restarts)
+    restart_backoff_s: float = 1.0  # before the first restart; doubled for each next one
 
     @property
     def display(self) -> str:
@@ -138,4 +140,5 @@ def server_specs(config, base_dir: Path, environ: dict[str, str] | None = None) 
             cwd = str((Path(base_dir) / os.path.expanduser(cwd)).resolve())
         by_name[name] = ServerSpec(name, "agx.toml", command=sc.command, args=tuple(sc.args), env=dict(sc.env),
                                    cwd=cwd, url=sc.url, headers=headers, enabled=sc.enabled, timeout_s=sc.timeout_s)
-    return list(by_name.values())
+    return [replace(s, max_restarts=mcp.max_restarts, restart_backoff_s=mcp.restart_backoff_s)
+            for s in by_name.values()]
