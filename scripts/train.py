@@ -60,6 +60,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--gradient-checkpointing", action="store_true", help="trade compute for memory (GPU)")
     p.add_argument("--eval-steps", type=int, default=0, help="evaluate every N steps (0: only at the end)")
     p.add_argument("--limit", type=int, default=None, help="use only the first N training records")
+    p.add_argument("--group-by-length", action="store_true",
+                   help="batch conversations of similar length together (less padding at --batch-size > 1)")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -130,6 +132,14 @@ def tokenize_all(tokenizer, conversations, max_len: int):
             continue
         rows.append(ex)
     return rows, dropped
+
+
+def _mix_sha256(data: str) -> str | None:
+    manifest = Path(data).parent / "delta-mix.json"
+    try:
+        return json.loads(manifest.read_text(encoding="utf-8")).get("data_sha256")
+    except (OSError, ValueError):
+        return None
 
 
 # -- training ----------------------------------------------------------------------------------
@@ -258,6 +268,7 @@ def main(argv: list[str] | None = None) -> int:
         seed=args.seed,
         include_num_input_tokens_seen="non_padding",
         dataloader_num_workers=0,
+        train_sampling_strategy="group_by_length" if args.group_by_length else "random",
     )
     trainer = SFTTrainer(
         model=model,
@@ -310,6 +321,8 @@ def main(argv: list[str] | None = None) -> int:
         "targets": targets,
         "precision": {k: (str(v) if k == "dtype" else v) for k, v in plan.items()},
         "data_sha256": sha256_of(args.data),
+        # The whole mix's hash when the data comes from agx.training.delta_mix (its manifest beside it).
+        "mix_data_sha256": _mix_sha256(args.data),
         "eval_data_sha256": sha256_of(args.eval_data) if args.eval_data else None,
         "world_size": trainer.args.world_size,
         "versions": {"python": platform.python_version(), "torch": torch.__version__, "transformers": transformers.__version__,

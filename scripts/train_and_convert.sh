@@ -10,6 +10,8 @@
 #   scripts/train_and_convert.sh --role echo --name agenix-echo-v1 --sessions ~/src/repo1 --sessions ~/src/repo2 \
 #       --base-gguf models/llama-3.1-8b-instruct-q4_k_m.gguf --base-hf meta-llama/Llama-3.1-8B-Instruct
 #   scripts/train_and_convert.sh --name tiny --max-steps 3 --count 40 --eval-limit 2   # CPU smoke run
+#   scripts/train_and_convert.sh --name agenix-delta-smollm2 --mix --taskbench ../shared/data/taskbench/multimedia \
+#       --time-budget-min 100 --group-by-length     # Delta's mix (agx/training/delta_mix.py, compact prompt)
 #
 # --base-gguf is what agx runs (the adapter is converted for it); --base-hf is what trains (the
 # same weights unquantized; default: the GGUF itself, dequantized by transformers). Extra
@@ -28,8 +30,10 @@ DISTILL=50
 TASKBENCH=()
 SESSIONS=()
 EVAL_LIMIT=50
+MIX=0
+MIX_STYLE=compact
 TRAIN_ARGS=()
-usage() { sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-2}"; }
+usage() { sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-2}"; }
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --role) ROLE="$2"; shift 2 ;;
@@ -43,6 +47,9 @@ while [[ $# -gt 0 ]]; do
     --taskbench) TASKBENCH+=("$2"); shift 2 ;;
     --sessions) SESSIONS+=("$2"); shift 2 ;;
     --eval-limit) EVAL_LIMIT="$2"; shift 2 ;;
+    --mix) MIX=1; shift ;;
+    --mix-style) MIX_STYLE="$2"; shift 2 ;;
+    --group-by-length) TRAIN_ARGS+=("$1"); shift ;;
     --epochs|--max-steps|--lr|--rank|--alpha|--targets|--batch-size|--grad-accum|--max-seq-len|--time-budget-min|--threads)
       TRAIN_ARGS+=("$1" "$2"); shift 2 ;;
     -h|--help) usage 0 ;;
@@ -80,7 +87,11 @@ PY
 TRAIN_BASE="${BASE_HF:-$GGUF_PATH}"
 
 log "1/5 data ($ROLE)"
-if [[ "$ROLE" == delta ]]; then
+if [[ "$ROLE" == delta && "$MIX" == 1 ]]; then
+  MIX_ARGS=(-o "$DATA" --coding "$COUNT" --style "$MIX_STYLE")
+  for tb in "${TASKBENCH[@]+"${TASKBENCH[@]}"}"; do MIX_ARGS+=(--taskbench "$tb"); done
+  "$PY" -m agx.training.delta_mix "${MIX_ARGS[@]}"
+elif [[ "$ROLE" == delta ]]; then
   DATA_ARGS=(data delta -o "$DATA" --count "$COUNT")
   [[ -n "$TEACHER" ]] && DATA_ARGS+=(--teacher "$TEACHER" --distill "$DISTILL")
   for tb in "${TASKBENCH[@]+"${TASKBENCH[@]}"}"; do DATA_ARGS+=(--taskbench "$tb"); done
@@ -107,7 +118,7 @@ log "4/5 evaluate"
 METRICS="$OUT/eval-metrics.json"
 EVAL_SUMMARIES=()
 if [[ "$ROLE" == delta && "$EVAL_LIMIT" -gt 0 ]]; then
-  for set in "$VAL_FILE" "$DATA"/taskbench-*-validation.jsonl; do
+  for set in "$VAL_FILE" "$DATA"/taskbench-*-validation.jsonl "$DATA"/taskbench-*-unseen-tools.jsonl; do
     [[ -s "$set" ]] || continue
     res="$OUT/eval-$(basename "$set" .jsonl).jsonl"
     "${AGX[@]}" --set "roles.delta.model=$GGUF_PATH" eval plans "$set" --adapter "$OUT/adapter.gguf" \
