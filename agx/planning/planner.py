@@ -22,7 +22,7 @@ from typing import Any, Callable
 
 from agx.events import PlanEvent, Planned, PlanningStarted, TaskAdded
 from agx.planning.plan import Plan
-from agx.planning.prompt import build_plan_messages, repair_messages, repo_context
+from agx.planning.prompt import DEFAULT_PROMPT_STYLE, build_plan_messages, repair_messages, repo_context
 from agx.planning.schema_grammar import plan_gbnf, plan_json_schema
 from agx.planning.stream_parser import PlanStreamParser, parse_plan_text
 from agx.planning.tools import ToolCatalogue
@@ -105,8 +105,10 @@ class Planner:
         max_tasks: int = 10,
         max_deps: int = 4,
         max_tokens: int | None = None,
+        prompt_style: str = DEFAULT_PROMPT_STYLE,
     ):
         self.engine = engine
+        self.prompt_style = prompt_style  # agx/planning/prompt.py PROMPT_STYLES
         self.catalogue = catalogue
         self.repo_dir = Path(repo_dir) if repo_dir is not None else None
         self.repair_rounds = max(0, repair_rounds)
@@ -119,7 +121,7 @@ class Planner:
 
     def messages_for(self, request: str) -> list[dict[str, str]]:
         context = repo_context(self.repo_dir) if self.repo_dir is not None else None
-        return build_plan_messages(request, self.catalogue, context, max_tasks=self.max_tasks)
+        return build_plan_messages(request, self.catalogue, context, max_tasks=self.max_tasks, style=self.prompt_style)
 
     def plan(
         self,

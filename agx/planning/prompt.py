@@ -104,15 +104,67 @@ def system_prompt(catalogue: ToolCatalogue, max_tasks: int = 10) -> str:
     )
 
 
+# -- the compact style, for small models -----------------------------------------------------
+# For small planners: the full prompt above (rules, typed lines with risk tags, a worked example
+# over the catalogue's own tools) is long, and the bundled 135M model copies its example plan.
+# bench/bench_prompt_variants.py compares the styles on TaskBench's held-out split.
+_COMPACT_INSTRUCTION = (
+    "Plan the request with the tools below: a JSON list of tasks, each using one tool; a task's deps are "
+    "the earlier tasks whose output it uses, written as ${t1} in its args."
+)
+
+# A generic example over tools no catalogue is expected to have: it shows the plan's shape
+# (deps, ${ID}) without suggesting any real tool.
+_GENERIC_EXAMPLE_REQUEST = "Get the weather in Paris and email it to me"
+_GENERIC_EXAMPLE_PLAN = {
+    "goal": "Email the weather in Paris",
+    "tasks": [
+        {"id": "t1", "title": "Get the weather", "tool": "get_weather", "deps": [], "args": {"city": "Paris"}},
+        {"id": "t2", "title": "Email it", "tool": "send_email", "deps": ["t1"], "args": {"body": "${t1}"}},
+    ],
+}
+
+PROMPT_STYLES = ("full", "compact", "compact_example")
+DEFAULT_PROMPT_STYLE = "full"
+
+
+def compact_tool_line(spec: ToolSpec) -> str:
+    """`- name(arg, opt?): description` (no types, no risk tag)."""
+    props = spec.args_schema.get("properties", {})
+    required = set(spec.args_schema.get("required", []))
+    args = ", ".join(f"{k}{'' if k in required else '?'}" for k in props)
+    return f"- {spec.name}({args}): {spec.description}"
+
+
+def compact_system_prompt(catalogue: ToolCatalogue, example: bool = False) -> str:
+    lines = [_COMPACT_INSTRUCTION, "", "Tools:", *(compact_tool_line(spec) for spec in catalogue)]
+    if example:
+        lines += ["", f"Example (other tools): {_GENERIC_EXAMPLE_REQUEST}",
+                  f"Plan: {canonical_plan_json(_GENERIC_EXAMPLE_PLAN)}"]
+    return "\n".join(lines)
+
+
+def plan_system_prompt(catalogue: ToolCatalogue, max_tasks: int = 10, style: str = DEFAULT_PROMPT_STYLE) -> str:
+    """Delta's system prompt in one of PROMPT_STYLES."""
+    if style == "full":
+        return system_prompt(catalogue, max_tasks)
+    if style == "compact":
+        return compact_system_prompt(catalogue)
+    if style == "compact_example":
+        return compact_system_prompt(catalogue, example=True)
+    raise ValueError(f"unknown prompt style {style!r} (one of {', '.join(PROMPT_STYLES)})")
+
+
 def build_plan_messages(
-    request: str, catalogue: ToolCatalogue, repo_context: str | None = None, max_tasks: int = 10
+    request: str, catalogue: ToolCatalogue, repo_context: str | None = None, max_tasks: int = 10,
+    style: str = DEFAULT_PROMPT_STYLE,
 ) -> list[dict[str, str]]:
     """Chat messages asking Delta for a plan: system (rules, tools, example), user (request)."""
     user = f"Request: {request.strip()}"
     if repo_context:
         user += f"\n\nRepository:\n{repo_context.strip()}"
     return [
-        {"role": "system", "content": system_prompt(catalogue, max_tasks)},
+        {"role": "system", "content": plan_system_prompt(catalogue, max_tasks, style)},
         {"role": "user", "content": user},
     ]
 
