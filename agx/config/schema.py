@@ -102,6 +102,10 @@ class AgentConfig(_Strict):
     code_tool: bool = True
     # After the summary, Echo says what happened in a few sentences (from the session's record).
     echo_report: bool = True
+    # How a plain message in the shell is judged chat or a change request for Delta:
+    # "classifier" (agx/agent/route.py: fitted on shipped labelled messages, no model needed)
+    # or "model" (Echo's engine answers a constrained yes/no).
+    route: Literal["classifier", "model"] = "classifier"
 
 
 class UIConfig(_Strict):
