@@ -94,6 +94,15 @@ def main() -> None:
     print(f"model: {args.model}, {args.threads} threads")
     m = score("model", rows, m_dec, m_times, args.show_errors)
     c = score("classifier", rows, c_dec, c_times, args.show_errors)
+    # Would the model help as a tie-breaker? Where the classifier is unsure (p within 0.15 of
+    # 0.5), take the model's answer instead; same decisions as above, no new inference.
+    import json
+
+    unsure = [abs(json.loads(d.raw)["p"] - 0.5) < 0.15 if d.raw else True for d in c_dec]
+    hybrid = [md if u else cd for cd, md, u in zip(c_dec, m_dec, unsure)]
+    h_right = sum(d.change_repo == r["change_repo"] for r, d in zip(rows, hybrid))
+    print(f"tie-breaker (model where the classifier's p is within 0.15 of 0.5: {sum(unsure)} messages): "
+          f"accuracy {h_right / len(rows):.3f} ({h_right}/{len(rows)})")
     print(f"classifier one-off cost (scikit-learn import + fit on the training set): {setup * 1000:.0f} ms")
     print(f"accuracy: classifier {c['accuracy']:.3f} vs model {m['accuracy']:.3f}; "
           f"per message {c['ms_median']:.1f} vs {m['ms_median']:.1f} ms (median)")
