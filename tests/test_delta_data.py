@@ -1,0 +1,156 @@
+"""Delta's training mix (agx/training/delta_mix.py): deterministic, no held-out data in training,
+gold coding plans valid over the built-in tools, prompts byte-identical to the planner's."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from agx.execution.builtin_tools import builtin_catalogue
+from agx.planning.planner import Planner
+from agx.planning.prompt import PROMPT_STYLES, build_plan_messages
+from agx.planning.retrieval import select_tools
+from agx.planning.tools import load_catalogue_file
+from agx.planning.validate import validate_plan
+from agx.training import delta_mix
+from agx.training.taskbench import is_eval_id
+
+TASKBENCH = Path(__file__).resolve().parents[2] / "shared" / "data" / "taskbench" / "multimedia"
+needs_taskbench = pytest.mark.skipif(not TASKBENCH.is_dir(), reason="shared/data/taskbench is absent")
+
+
+def _options(**kw) -> delta_mix.MixOptions:
+    base = dict(taskbench=str(TASKBENCH) if TASKBENCH.is_dir() else None, coding_count=90, seed=0)
+    base.update(kw)
+    return delta_mix.MixOptions(**base)
+
+
+def _read(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.open(encoding="utf-8")]
+
+
+@pytest.fixture(scope="module")
+def counter():
+    return delta_mix.chatml_counter()  # the bundled model's tokenizer (vocabulary only)
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory, counter):
+    out = tmp_path_factory.mktemp("mix")
+    manifest = delta_mix.write_mix(out, _options(), counter=counter)
+    return out, manifest
+
+
+def test_same_inputs_same_sha256_and_seed_changes_it(built, tmp_path, counter):
+    out, manifest = built
+    again = delta_mix.write_mix(tmp_path / "again", _options(), counter=counter)
+    assert again["data_sha256"] == manifest["data_sha256"]
+    for name, f in manifest["files"].items():
+        assert (tmp_path / "again" / name).read_bytes() == (out / name).read_bytes(), name
+        assert again["files"][name]["sha256"] == f["sha256"] == delta_mix.file_sha256(out / name)
+    other = delta_mix.write_mix(tmp_path / "seed1", _options(seed=1), counter=counter)
+    assert other["data_sha256"] != manifest["data_sha256"]
+    assert json.loads((out / delta_mix.MANIFEST).read_text()) == manifest
+
+
+def test_token_counts_are_recorded_for_bucketing(built, counter):
+    out, manifest = built
+    train = _read(out / delta_mix.TRAIN_FILE)
+    assert all(r["tokens"]["total"] == r["tokens"]["prompt"] + r["tokens"]["target"] > 0 for r in train)
+    f = manifest["files"][delta_mix.TRAIN_FILE]
+    assert f["tokens"] == sum(r["tokens"]["total"] for r in train)
+    assert sum(f["length_buckets"].values()) == f["records"] == len(train)
+    # A longer conversation counts more tokens (the counter really tokenizes).
+    short = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "{}"}]
+    long = [{"role": "user", "content": "hi " * 50}, {"role": "assistant", "content": "{}"}]
+    assert counter(long)["prompt"] > counter(short)["prompt"] + 40
+
+
+def test_no_held_out_data_in_training(built):
+    out, manifest = built
+    train = _read(out / delta_mix.TRAIN_FILE)
+    coding_eval = _read(out / delta_mix.CODING_EVAL_FILE)
+    assert train and coding_eval
+    # Coding: whole projects held out, and no held-out request trained on.
+    assert {r["project"] for r in coding_eval} == set(delta_mix.CODING_EVAL_PROJECTS)
+    train_coding = [r for r in train if r["source"] == "agx-coding"]
+    assert train_coding and not {r["project"] for r in train_coding} & set(delta_mix.CODING_EVAL_PROJECTS)
+    assert not {r["request"] for r in train_coding} & {r["request"] for r in coding_eval}
+    if not TASKBENCH.is_dir():
+        return
+    held = _read(out / "taskbench-multimedia-validation.jsonl")
+    unseen_eval = _read(out / "taskbench-multimedia-unseen-tools.jsonl")
+    assert len(held) == 128 and all(is_eval_id(r["id"]) for r in held)
+    tb_train = [r for r in train if r["source"].startswith("taskbench")]
+    assert {r["source"] for r in tb_train} == {"taskbench-multimedia", "taskbench-multimedia-shuffled"}
+    base_ids = {r["id"].split("-shuffled")[0] for r in tb_train}
+    assert not any(is_eval_id(i) for i in base_ids)
+    assert not base_ids & {r["id"] for r in held}
+    # The never-seen tools: in no training prompt, no training plan; every record using one is held out.
+    unseen = manifest["unseen_tools"]
+    assert len(unseen) == delta_mix.MixOptions().unseen_tools == 4
+    for r in train:
+        system = r["messages"][0]["content"]
+        assert not any(f"- {name}(" in system for name in unseen), r["id"]
+        assert not {t["tool"] for t in r["plan"]["tasks"]} & set(unseen)
+    assert unseen_eval and all(set(r["gold"]["nodes"]) & set(unseen) for r in unseen_eval)
+
+
+def test_coding_gold_plans_validate_and_read_then_code_then_test():
+    cat = builtin_catalogue()
+    requests = delta_mix.coding_requests(200, seed=0)
+    assert len({r for _, r, _ in requests}) == 200
+    assert {p.name for p, _, _ in requests} == {p.name for p in delta_mix.CODING_PROJECTS}
+    for project, request, plan in requests:
+        report = validate_plan(plan, cat)
+        assert report.ok, (request, report.errors)
+        tasks = plan["tasks"]
+        assert [t["tool"] for t in tasks] == ["read_files", "code", "run_tests"]
+        assert tasks[1]["deps"] == ["t1"] and tasks[2]["deps"] == ["t2"]
+        assert project.source in tasks[0]["args"]["paths"]
+        assert set(tasks[1]["args"]["paths"]) <= {project.source, project.test}
+
+
+def test_shuffled_catalogue_keeps_gold_and_varies_order():
+    import random
+
+    cat = load_catalogue_file(TASKBENCH / "tool_desc.json") if TASKBENCH.is_dir() else builtin_catalogue()
+    gold = cat.names()[2:4]
+    rng = random.Random(0)
+    orders = set()
+    for _ in range(10):
+        sub = delta_mix.shuffled_catalogue(cat, gold, rng, (2, 5))
+        assert set(gold) <= set(sub.names()) and 4 <= len(sub) <= 7
+        orders.add(tuple(sub.names()))
+    assert len(orders) > 1
+
+
+@pytest.mark.parametrize("style", PROMPT_STYLES)
+def test_prompts_are_the_planners_prompts(pool, style):
+    """Coding records: the planner's own messages_for in the record's repository; TaskBench
+    records: the planner's messages over the tools retrieval keeps past the limit."""
+    engine = pool.engine("delta")
+    opts = _options(style=style, coding_count=24)
+    with delta_mix.coding_repos() as repos:
+        contexts = {name: delta_mix.repo_context(path) for name, path in repos.items()}
+        res = delta_mix.build_mix(opts, contexts)
+        coding = [r for name in (delta_mix.TRAIN_FILE, delta_mix.CODING_EVAL_FILE) for r in res.files[name]
+                  if r["source"] == "agx-coding"]
+        assert coding
+        for r in coding[:8]:
+            planner = Planner(engine, builtin_catalogue(), repo_dir=repos[r["project"]], prompt_style=style)
+            assert r["messages"][:-1] == planner.messages_for(r["request"])
+            assert json.loads(r["messages"][-1]["content"]) == r["plan"]
+    if not TASKBENCH.is_dir():
+        return
+    full = load_catalogue_file(TASKBENCH / "tool_desc.json")
+    assert len(full) > opts.retrieval_limit  # retrieval applies to this catalogue
+    for r in res.files["taskbench-multimedia-validation.jsonl"][:5]:
+        planner = Planner(engine, select_tools(full, r["request"], opts.retrieval_limit), prompt_style=style)
+        assert r["messages"][:-1] == planner.messages_for(r["request"])
+    plain = [r for r in res.files[delta_mix.TRAIN_FILE] if r["source"] == "taskbench-multimedia"][:5]
+    seen = delta_mix.ToolCatalogue.of(s for s in full if s.name not in res.unseen_tools)
+    for r in plain:
+        assert r["messages"][:-1] == build_plan_messages(r["request"], select_tools(seen, r["request"], 20), None, style=style)
