@@ -72,7 +72,8 @@ def run_one(task_dir: Path, mode: str, args, where: Path) -> dict:
     used = sorted({t for t in tools.values()})
     return {"task": task_dir.name, "mode": mode, "edits_ran": ran, "edits_applied": applied,
             "rounds": summary.get("rounds", 0), "reason": summary.get("reason", f"no summary (exit {proc.returncode})"),
-            "check_passes": check.returncode == 0, "wall_s": round(wall, 1), "tools": used}
+            "check_passes": check.returncode == 0, "check_passed_before": (summary.get("tests_before") or {}).get("ok"),
+            "wall_s": round(wall, 1), "tools": used}
 
 
 def main() -> int:

@@ -211,3 +211,34 @@ def test_a_follow_up_rounds_planned_event_carries_the_prefixed_plan(git_repo):
     planned = [e for e in events if isinstance(e, Planned)]
     assert [[t["id"] for t in p.plan["tasks"]] for p in planned] == [["t1", "t2"], ["r2-t1", "r2-t2"]]
     assert planned[1].plan["tasks"][1]["deps"] == ["r2-t1"]
+
+
+def test_tests_before_and_after_are_both_in_the_summary(git_repo):
+    """agent.tests_before = "auto" with --yes: the project's tests run in the fresh worktree while
+    Delta plans, and round 1's writes wait for that run (it sees the code as it was)."""
+    planner = ScriptedPlanner({"goal": "g", "tasks": [write("value.txt", "2\n")]})
+    outcome, events, _ = run_session(git_repo, planner, f"execution.test_command={CHECK}")
+    s = outcome.summary
+    assert s["tests_before"] == {"command": CHECK, "ok": False, "by": "r0-tests"}
+    assert s["tests"] == [{"round": 1, "command": CHECK, "ok": True, "by": "r1-tests"}]
+    assert outcome.reason == "done"
+    text = summary_text(s)
+    assert "Tests before: FAIL" in text and "Tests after round 1: pass" in text
+    started = [e.task_id for e in events if isinstance(e, TaskStarted)]
+    assert started.index("r0-tests") < started.index("t1"), started
+
+
+def test_tests_before_is_not_run_when_it_would_need_a_question_or_is_off(git_repo):
+    planner = ScriptedPlanner({"goal": "g", "tasks": [write("value.txt", "2\n")]})
+    asked = []
+
+    async def approve(executor, ids):
+        asked.append(list(ids))
+        return list(ids), []
+
+    outcome, _, _ = run_session(git_repo, planner, f"execution.test_command={CHECK}", policy=Policy(ApprovalMode.ASK),
+                                approve=approve)
+    assert outcome.summary["tests_before"] is None and ["r0-tests"] not in asked
+    planner = ScriptedPlanner({"goal": "g", "tasks": [write("value.txt", "2\n")]})
+    outcome, _, _ = run_session(git_repo, planner, f"execution.test_command={CHECK}", "agent.tests_before=off")
+    assert outcome.summary["tests_before"] is None and outcome.summary["tests"][0]["ok"] is True

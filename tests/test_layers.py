@@ -95,11 +95,7 @@ def test_every_layer_named_in_architecture_md_exists(layer):
 
 
 # git by subprocess outside the workspace layer: none, except these (with the reason).
-GIT_SUBPROCESS_ALLOWED = {
-    # The task's own worktree state around each command (dirty_state) and `search`'s file list;
-    # to move behind workspace/gitread.py with the runner work of #13, which owns this file now.
-    "agx/execution/runners.py",
-}
+GIT_SUBPROCESS_ALLOWED: set[str] = set()
 
 
 def git_subprocess_calls(root: Path = AGX) -> list[str]:

@@ -31,7 +31,8 @@ FIELDS = {
     "SessionFinished": {"reason", "summary"},
 }
 SUMMARY = {"plan_id", "request", "reason", "ok", "rounds", "max_rounds", "files", "commits", "tests", "failed",
-           "errors", "branch", "worktree", "base_commit", "apply", "discard"}
+           "errors", "branch", "worktree", "base_commit", "apply", "discard", "tests_before", "worktree_removed",
+           "changed_outside", "unconfined_commands"}
 
 
 def check_lines(stdout: str) -> list[dict]:

@@ -30,10 +30,12 @@ from agx.agent.events import RoundObserved, RoundStarted, SessionFinished
 from agx.execution.executor import Executor, RunResult, Status
 from agx.execution.plan_run import PlanRun, abandon_run, finish_run, start_run
 from agx.execution.policy import Policy, decide_while_running
+from agx.execution.sandbox import probe as sandbox_probe
 from agx.execution.runners import detect_test_command
 from agx.planning.plan import PLACEHOLDER_RE, Plan, Task
-from agx.planning.tools import ToolCatalogue
+from agx.planning.tools import Risk, ToolCatalogue
 from agx.workspace.plan_store import PlanRecorder, new_plan_id
+from agx.workspace.worktree_state import changed_between, dirty_state
 from agx.workspace.processes import TOKEN_ENV
 
 Approver = Callable[[Executor, list[str]], Awaitable[tuple[list[str], list[str]]]]
@@ -94,7 +96,8 @@ class AgentSession:
     def __init__(self, repo: Path, config, *, catalogue: ToolCatalogue, policy: Policy, delta=None, echo=None,
                  approve: Approver | None = None, on_event: Callable[[ev.PlanEvent], Any] | None = None,
                  planner=None, max_rounds: int | None = None, max_parallel: int | None = None,
-                 task_timeout_s: float | None = None, log=None, keep_empty: bool = False):
+                 task_timeout_s: float | None = None, log=None, keep_empty: bool = False,
+                 observe_tests: bool = True):
         self.repo = Path(repo)
         self.config = config
         self.catalogue = catalogue
@@ -108,8 +111,14 @@ class AgentSession:
         self.task_timeout_s = task_timeout_s or config.execution.task_timeout_s
         self.log = log
         self.keep_empty = keep_empty  # keep a worktree with no commits (the shell discards on request)
+        self.observe_tests = observe_tests  # False: a plan from a file ran what it meant to; no extra test run
         self._planner = planner
         self._stopped = False
+        self._checkout_before = None
+        self._removed_empty = False
+        self._baseline: asyncio.Future | None = None
+        self._tests_before_result: dict[str, Any] | None = None
+        self._all_executors: list[Executor] = []
         self._cancel = None
         self._executor: Executor | None = None  # the one running now (a round's, or the tests')
         self.round_executor: Executor | None = None  # the current round's
@@ -121,8 +130,25 @@ class AgentSession:
         self._stopped = True
         if self._cancel is not None:
             self._cancel.cancel()
-        if self._executor is not None:
-            self._executor.cancel_all()
+        for ex in {id(e): e for e in [*self._all_executors, self._executor] if e is not None}.values():
+            ex.cancel_all()
+
+    def revise_plan(self, plan: dict) -> list[str]:
+        """The user's edit of round 1's plan while it waits for approval (the shell's e and d keys):
+        validated, then the executor and the record take it. Returns the errors (nothing changed)."""
+        from agx.planning.validate import validate_plan
+
+        report = validate_plan(plan, self.catalogue)
+        if report.errors or report.plan is None or self.round_executor is None or self.run_handle is None:
+            return list(report.errors) or ["no plan is waiting for approval"]
+        self.round_executor.sync_plan(report.plan)
+        rec = self.run_handle.record
+        rec.plan, rec.goal = report.plan.model_dump(), report.plan.goal
+        kept = {t.id for t in report.plan.tasks}
+        for tid in [t for t in rec.tasks if t not in kept]:  # deleted in review: never ran
+            del rec.tasks[tid]
+        self.run_handle.store.save(rec)
+        return []
 
     @property
     def stopped(self) -> bool:
@@ -136,28 +162,50 @@ class AgentSession:
         self._cancel = CancelToken()
         plan_id = plan_id or new_plan_id()
         goal = plan.goal if plan is not None else request
+        # What the user's checkout looks like now: commands that escape the worktree are named after.
+        self._checkout_before = await asyncio.to_thread(dirty_state, self.repo)
         prun = await asyncio.to_thread(
             start_run, self.repo, plan_id, request=request, goal=goal, plan={"goal": goal, "tasks": []},
             catalogue=self.catalogue, policy=self.policy, engine=self.echo, execution=self.config.execution,
             max_parallel=self.max_parallel, task_timeout_s=self.task_timeout_s, code_engine=self.delta)
         self.run_handle = prun
+        try:
+            return await self._loop(prun, request, plan)
+        except BaseException as exc:  # an agx bug or a hard stop: the record must not stay "running"
+            await self._settle_baseline()
+            rec = prun.record
+            if rec.state == "running":
+                rec.errors.append(f"agx stopped: {type(exc).__name__}: {exc}")
+                if rec.tasks:
+                    await asyncio.to_thread(finish_run, prun, None)  # tasks ran: keep the worktree to inspect
+                else:
+                    await asyncio.to_thread(abandon_run, prun, "failed", rec.errors)
+            raise
+
+    async def _loop(self, prun: PlanRun, request: str, plan: Plan | None) -> SessionOutcome:
+        plan_id = prun.record.plan_id
         executors: list[Executor] = []
+        self._all_executors = []  # rounds' and test runs': whether commands ran
         observed: list[RoundObserved] = []
         round_request, reason, result, previous = request, "round_limit", None, None
         base_commits = 0
         rnd = 0
+        # Baseline tests run while Delta plans; round 1's writes wait for them (see _plan_and_run).
+        self._baseline = asyncio.ensure_future(self._tests_before(prun)) if self.observe_tests else None
         for rnd in range(1, self.max_rounds + 1):
             self._emit(RoundStarted(plan_id, round=rnd, request=round_request))
             executor = prun.executor if rnd == 1 else self._next_executor(prun)
             prun.executor = executor
             self.round_executor = executor
             executors.append(executor)
+            self._all_executors.append(executor)
             self._executor = executor
             result, errors, this_plan = await self._plan_and_run(prun, executor, round_request, rnd,
                                                                  plan if rnd == 1 else None, previous)
             if errors is not None:
                 reason = "stopped" if self._stopped else ("planning_failed" if rnd == 1 else "gave_up")
                 if rnd == 1:
+                    await self._settle_baseline()  # before its worktree goes
                     await asyncio.to_thread(abandon_run, prun, "cancelled" if self._stopped else "failed", errors)
                     summary = self._summary(prun, reason, rnd, observed, errors)
                     self._finish(prun, reason, summary)
@@ -258,10 +306,13 @@ class AgentSession:
             self._log("plan", round=rnd, plan_id=executor.plan_id, request=request, plan=plan.model_dump(),
                       errors=[], source="file")
             executor.add_plan(plan)
+            self._emit(ev.Planned(executor.plan_id, plan=plan.model_dump()))  # shown as Delta's plans are
         if rnd == 1:
             rec.plan = plan.model_dump()
             rec.goal = plan.goal
         prun.store.save(rec)
+        if rnd == 1 and self._baseline is not None:
+            self._tests_before_result = await self._baseline  # writes and commands must not change what it sees
         executor.close_plan()
         await self._approve(executor, run_task)
         try:
@@ -286,13 +337,30 @@ class AgentSession:
             last = max(ran_tests, key=lambda n: n.started or 0)
             tests = {"command": last.task.args.get("command") or "", "ok": last.status is Status.SUCCEEDED,
                      "output": _tail(last.output, limit), "by": last.task.id}
-        elif new_commits and not self._stopped:
+        elif new_commits and self.observe_tests and not self._stopped:
             tests = await self._run_tests(prun, rnd)
         all_ok = bool(executor.nodes) and all(n.status is Status.SUCCEEDED for n in executor.nodes.values())
         ok = all_ok and (tests is None or tests["ok"])
         return RoundObserved(prun.record.plan_id, round=rnd, ok=ok, failed=failed, tests=tests, commits=new_commits)
 
-    async def _run_tests(self, prun: PlanRun, rnd: int) -> dict[str, Any] | None:
+    async def _settle_baseline(self) -> None:
+        """Stop the tests-before run if it is still going (nothing will use it) and wait for it."""
+        if self._baseline is not None and not self._baseline.done():
+            self._baseline.cancel()
+        if self._baseline is not None:
+            await asyncio.gather(self._baseline, return_exceptions=True)
+
+    async def _tests_before(self, prun: PlanRun) -> dict[str, Any] | None:
+        """The tests before any change (agent.tests_before), for the report's before/after."""
+        mode = self.config.agent.tests_before
+        spec = self.catalogue.get("run_tests")
+        probe_task = Task(id="r0-tests", title="tests before", tool="run_tests", args={}, deps=[])
+        if mode == "off" or spec is None or (mode == "auto" and not self.policy.auto_approves(probe_task, spec)):
+            return None
+        return await self._run_tests(prun, 0, "Run the project's tests before any change (for the before/after report)")
+
+    async def _run_tests(self, prun: PlanRun, rnd: int,
+                         title: str = "Run the project's tests (agx observes the round)") -> dict[str, Any] | None:
         """The project's tests in the worktree, as a run_tests task under the same approval policy."""
         cfg = self.config.execution
         command = cfg.test_command or await asyncio.to_thread(detect_test_command, prun.worktree)
@@ -303,11 +371,11 @@ class AgentSession:
                       test_command=command, process_env={TOKEN_ENV: prun.record.run_token}, sandbox=cfg.sandbox)
         ex.subscribe(self.on_event)
         self._executor = ex
+        self._all_executors.append(ex)
         tid = f"r{rnd}-tests"
         run_task = asyncio.ensure_future(ex.run())
         await asyncio.sleep(0)
-        ex.add_task(Task(id=tid, title="Run the project's tests (agx observes the round)", tool="run_tests",
-                         args={}, deps=[]))
+        ex.add_task(Task(id=tid, title=title, tool="run_tests", args={}, deps=[]))
         ex.close_plan()
         await self._approve(ex, run_task)
         await run_task
@@ -327,6 +395,9 @@ class AgentSession:
                 lines.append(f"  its output:\n{f['output']}")
         if obs.tests is not None and not obs.tests["ok"]:
             lines.append(f"- the tests fail ({obs.tests['command'] or 'run_tests'}):\n{obs.tests['output']}")
+            if self._tests_before_result is not None:
+                lines.append("  (before this request they " + ("passed" if self._tests_before_result["ok"]
+                                                               else "failed too") + ")")
         lines.append("Plan only the remaining work. Use code to change files (it sees their current text).")
         return "\n".join(lines)
 
@@ -336,6 +407,7 @@ class AgentSession:
             prun.git.discard_plan(rec.plan_id)  # nothing changed: no worktree or ref to review
             rec.worktree = None
             rec.branch = None
+            self._removed_empty = True
         prun.store.save(rec)
 
     def _summary(self, prun: PlanRun, reason: str, rounds: int, observed: list[RoundObserved],
@@ -347,6 +419,11 @@ class AgentSession:
             files = [{"path": path, "change": {"A": "added", "D": "deleted"}.get(status, "modified")}
                      for status, path in prun.git.changed_paths(prun.snapshot.commit, commits[-1])]
         last = observed[-1] if observed else None
+        ran_commands = any(n.risk is Risk.EXEC and n.started is not None
+                           for ex in self._all_executors for n in ex.nodes.values())
+        outside = [p for p in changed_between(self._checkout_before, dirty_state(self.repo)) or []
+                   if not p.startswith(".agx/")] if ran_commands else []
+        unconfined = ran_commands and (self.config.execution.sandbox.mode == "off" or not sandbox_probe().available)
         return {
             "plan_id": rec.plan_id, "request": rec.request, "reason": reason, "ok": reason == "done",
             "rounds": rounds, "max_rounds": self.max_rounds, "files": files, "commits": len(commits),
@@ -358,6 +435,11 @@ class AgentSession:
             "base_commit": prun.snapshot.commit,
             "apply": f"agx apply {rec.plan_id}" if commits else None,
             "discard": f"agx discard {rec.plan_id}" if rec.worktree else None,
+            "tests_before": ({k: v for k, v in self._tests_before_result.items() if k != "output"}
+                             if self._tests_before_result else None),
+            "worktree_removed": self._removed_empty,
+            "changed_outside": outside,  # the user's checkout, changed by a command while the plan ran
+            "unconfined_commands": unconfined,
         }
 
     def _finish(self, prun: PlanRun, reason: str, summary: dict[str, Any]) -> None:
@@ -388,6 +470,9 @@ def summary_text(s: dict[str, Any]) -> str:
            f" (plan {s['plan_id']})."]
     if s["files"]:
         out.append("Changed: " + ", ".join(f"{f['path']} ({f['change']})" for f in s["files"]))
+    before = s.get("tests_before")
+    if before:
+        out.append(f"Tests before: {'pass' if before['ok'] else 'FAIL'}" + (f" ({before['command']})" if before.get("command") else ""))
     for t in s["tests"]:
         out.append(f"Tests after round {t['round']}: {'pass' if t['ok'] else 'FAIL'}" + (f" ({t['command']})" if t.get("command") else ""))
     for f in s["failed"]:
@@ -398,4 +483,15 @@ def summary_text(s: dict[str, Any]) -> str:
         out.append(f"Branch {s['branch']}. Review: git diff {s['base_commit'][:10]} {s['branch']}; then {s['apply']}   or   {s['discard']}")
     elif s["discard"]:
         out.append(f"Nothing committed. Inspect {s['worktree'] or 'the worktree'}, or {s['discard']}")
+    outside = s.get("changed_outside") or []
+    if s.get("worktree_removed"):
+        if outside or s.get("unconfined_commands"):
+            out.append("No files changed in the worktree; the worktree and branch were removed."
+                       + ("" if outside else " Commands ran without a sandbox: agx cannot see what they wrote "
+                          "outside your repository (your checkout is unchanged)."))
+        else:
+            out.append("No files changed; the worktree and branch were removed.")
+    if outside:
+        out.append("Changed in your checkout while the plan ran (outside its worktree, by a command or by you; agx "
+                   f"cannot undo these): {', '.join(outside[:20])}" + (" …" if len(outside) > 20 else ""))
     return "\n".join(out)

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import signal
 import sys
 import threading
 import time
 from pathlib import Path
 
-from agx.cli.context import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, CliContext, CliError
+from agx.cli.context import EXIT_OK, EXIT_USAGE, CliContext, CliError
 
 
 def register(sub) -> None:
@@ -171,15 +170,9 @@ def _approval_dialogue(executor, catalogue, undecided: list[str]) -> tuple[list[
 
 # -- agx run ------------------------------------------------------------------------------
 def run(ctx: CliContext) -> int:
-    from agx.execution.plan_run import PlanRunError, abandon_run, finish_run, start_run
-    from agx.execution.policy import ApprovalMode, Policy
-    from agx.execution.printer import HeadlessPrinter, format_summary
-    from agx.execution.runners import dirty_state
-    from agx.execution.sandbox import probe as sandbox_probe
-    from agx.execution.sandbox import unavailable_notice
     from agx.execution.builtin_tools import builtin_catalogue
-    from agx.planning.tools import Risk
-    from agx.workspace.plan_store import new_plan_id
+    from agx.execution.policy import ApprovalMode, Policy
+    from agx.execution.sandbox import unavailable_notice
 
     args = ctx.args
     repo = _repo(ctx)
@@ -204,105 +197,20 @@ def run(ctx: CliContext) -> int:
 
     plan = load_plan_file(args.plan, catalogue) if args.plan else None
     from agx.cli.textinput import clean_text
-    from agx.workspace.git_isolation import display
 
     request = clean_text(" ".join(args.request)).strip()  # argv bytes that are not UTF-8: U+FFFD
     if plan is None and not request:
         raise CliError("nothing to do: give a request, or --plan FILE", EXIT_USAGE)
     request = request or plan.goal
-    goal = plan.goal if plan else request
 
     _store(repo)  # reports plans interrupted by a dead process before starting another
     sandbox_note = unavailable_notice(config.execution.sandbox)
     if sandbox_note:
         print(f"agx: {sandbox_note}", file=sys.stderr)
-    if plan is None or args.json:  # a request: the agent loop (plan, run, observe, replan) drives it
-        from agx.cli.run_agent import run_agent
+    from agx.cli.run_agent import run_agent  # the agent loop (plan or file → run → observe → report)
 
-        before = dirty_state(repo)
-        code = run_agent(ctx, request=request, plan=plan, catalogue=catalogue, policy=policy, interactive=interactive,
-                         max_parallel=max_parallel, timeout=timeout, as_json=args.json, engine_or_none=_engine_or_none)
-        outside = _changed_outside(repo, before)
-        if outside:
-            print(f"Changed in your checkout while the plan ran (outside its worktree, by a command or by you; "
-                  f"agx cannot undo these): {', '.join(outside[:20])}" + (" …" if len(outside) > 20 else ""),
-                  file=sys.stderr if args.json else sys.stdout)
-        return code
-    if plan is not None:  # Delta is not needed for a plan from a file: say so if it is unusable
-        _engine_or_none(ctx, "delta", "not needed to run a plan from a file")
-    echo_use = ("ask_model tasks will fail" if plan is None or any(t.tool == "ask_model" for t in plan.tasks)
-                else "not needed by this plan")
-    checkout_before = dirty_state(repo)  # to see what commands change outside the worktree
-    try:
-        prun = start_run(repo, new_plan_id(), request=request, goal=goal, plan={"goal": goal, "tasks": []},
-                         catalogue=catalogue, policy=policy, engine=_engine_or_none(ctx, "echo", echo_use),
-                         execution=config.execution, max_parallel=max_parallel, task_timeout_s=timeout,
-                         code_engine=(_engine_or_none(ctx, "delta", "code tasks will fail")
-                                      if plan is None or any(t.tool == "code" for t in plan.tasks) else None))
-    except PlanRunError as exc:
-        raise CliError(str(exc)) from None
-    rec, executor, iso, snap = prun.record, prun.executor, prun.git, prun.snapshot
-    plan_id = rec.plan_id
-    print(f"agx: plan {plan_id} runs in {rec.worktree} (ref {rec.branch}); your files stay as they are", flush=True)
-    if rec.excluded:
-        print(f"agx: kept out of the plan (untracked files that look like secrets; its tasks do not see them and "
-              f"no commit will hold them): {', '.join(map(display, rec.excluded))}", file=sys.stderr, flush=True)
-
-    t0 = time.perf_counter()
-    executor.subscribe(HeadlessPrinter(show_output=args.show_output, t0=t0, show_added=plan is None))
-    log = _session_log(repo)
-
-    flags = {"signalled": False}  # set by the Ctrl-C / SIGTERM handler
-    try:
-        outcome = asyncio.run(_drive(ctx, executor, plan, request, catalogue, interactive, log, rec, prun.store, flags))
-    except BaseException as exc:  # an agx bug: the record must not stay "running" with its worktree
-        if rec.state == "running":
-            rec.errors.append(f"agx stopped: {type(exc).__name__}: {exc}")
-            if rec.tasks:
-                finish_run(prun, None)  # tasks ran: keep the worktree to inspect
-            else:
-                abandon_run(prun, "failed", rec.errors)
-        raise
-    result, planned_errors = outcome
-    if planned_errors is not None:  # planning failed or was interrupted: nothing ran
-        abandon_run(prun, "cancelled" if flags["signalled"] else "failed", planned_errors)
-        _log(log, "plan_outcome", plan_id=plan_id, state=rec.state, errors=planned_errors)
-        return EXIT_INTERRUPTED if flags["signalled"] else EXIT_FAILURE
-
-    finish_run(prun, result)
-    ok = rec.state == "done"
-    wall = time.perf_counter() - t0
-    print()
-    print(format_summary([executor.nodes[i] for i in executor._order], wall))
-    commits = iso.commits_on_branch(plan_id, snap.commit)
-    ran_commands = any(n.risk is Risk.EXEC and n.started is not None for n in executor.nodes.values())
-    outside = _changed_outside(repo, checkout_before) if ran_commands else []
-    unconfined = config.execution.sandbox.mode == "off" or not sandbox_probe().available
-    if outside:
-        print(f"Changed in your checkout while the plan ran (outside its worktree, by a command or by you; "
-              f"agx cannot undo these): {', '.join(outside[:20])}" + (" …" if len(outside) > 20 else ""))
-    if ok and not commits:
-        iso.discard_plan(plan_id)
-        rec.worktree = None
-        if ran_commands and (outside or unconfined):
-            print("No files changed in the worktree; the worktree and branch were removed."
-                  + ("" if outside else " Commands ran without a sandbox: agx cannot see what they wrote "
-                     "outside your repository (your checkout is unchanged)."))
-        else:
-            print("No files changed; the worktree and branch were removed.")
-    elif commits:
-        files = iso.changed_paths(snap.commit, commits[-1])
-        print(f"{len(files)} file{'s' if len(files) != 1 else ''} changed in {len(commits)} commit"
-              f"{'s' if len(commits) != 1 else ''} on {rec.branch}. Review: git diff {snap.commit[:10]} {rec.branch}")
-        print(f"Then: agx apply {plan_id}   or   agx discard {plan_id}")
-    else:
-        print(f"Nothing changed. Inspect {rec.worktree}, or `agx discard {plan_id}`.")
-    prun.store.save(rec)
-    _log(log, "plan_outcome", plan_id=plan_id, state=rec.state, wall_s=round(wall, 3),
-         task_s=rec.task_s, commits=commits, tasks=rec.tasks)
-    if ok:
-        return EXIT_OK
-    return EXIT_INTERRUPTED if flags["signalled"] else EXIT_FAILURE
+    return run_agent(ctx, request=request, plan=plan, catalogue=catalogue, policy=policy, interactive=interactive,
+                     max_parallel=max_parallel, timeout=timeout, as_json=args.json, engine_or_none=_engine_or_none)
 
 
 def _engine_or_none(ctx: CliContext, role: str, consequence: str):
@@ -316,13 +224,6 @@ def _engine_or_none(ctx: CliContext, role: str, consequence: str):
         return None  # ask_model tasks then fail with "no model available"
 
 
-def _changed_outside(repo: Path, before) -> list[str]:
-    """Files of the user's checkout whose state changed since `before` (a dirty_state)."""
-    from agx.execution.runners import changed_between, dirty_state
-
-    return [p for p in changed_between(before, dirty_state(repo)) or [] if not p.startswith(".agx/")]
-
-
 def _session_log(repo: Path):
     from agx.workspace.sessionlog import SessionLog
 
@@ -330,97 +231,6 @@ def _session_log(repo: Path):
         return SessionLog.open(repo)
     except OSError:
         return None
-
-
-def _log(log, kind: str, **fields) -> None:
-    """Append to the session log; a log that cannot be written never stops a run."""
-    if log is not None:
-        try:
-            log.append(kind, **fields)
-        except Exception as exc:  # noqa: BLE001 - OSError (disk full), or a bug in what is logged
-            print(f"agx: session log not written ({type(exc).__name__}: {exc})", file=sys.stderr)
-
-
-async def _drive(ctx, executor, plan, request, catalogue, interactive, log, rec, store, flags):
-    """Plan (streaming tasks into the executor), ask for approval, run. Returns (result, errors)."""
-    from pydantic import ValidationError
-
-    from agx import events as ev
-    from agx.execution.printer import format_plan
-    from agx.planning.plan import Task
-    from agx.runtime.engine import CancelToken
-
-    loop = asyncio.get_running_loop()
-    cancel_token = CancelToken()
-
-    def on_signal():
-        flags["signalled"] = True
-        cancel_token.cancel()
-        executor.cancel_all()
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        try:
-            loop.add_signal_handler(sig, on_signal)
-        except (NotImplementedError, RuntimeError):
-            pass
-
-    run_task = asyncio.ensure_future(executor.run())
-    await asyncio.sleep(0)  # let run() bind the loop before tasks arrive
-
-    if plan is None:
-        from agx.planning.planner import Planner
-
-        ctx.warn_if_tiny("delta")
-        planner = Planner(ctx.pool.engine("delta"), catalogue, repo_dir=executor.workdir,
-                          repair_rounds=ctx.config.execution.repair_rounds)
-
-        def forward(event):
-            if isinstance(event, ev.TaskAdded):
-                try:
-                    executor.add_task(Task.model_validate(event.task))
-                except ValidationError:
-                    pass  # a malformed streamed task: the validated final plan decides
-            elif isinstance(event, ev.PlanningStarted):
-                print(f"agx: Delta is planning: {event.request}", flush=True)
-
-        result = await asyncio.to_thread(planner.plan, request, forward, cancel_token, executor.plan_id)
-        _log(log, "plan", **result.to_record())
-        if result.plan is not None:
-            rec.plan = result.plan.model_dump()
-        if not result.ok:
-            if result.plan is not None:
-                print(format_plan(result.plan, catalogue, result.errors), flush=True)
-            print(f"agx: no valid plan after {result.rounds} repair round{'s' if result.rounds != 1 else ''}:",
-                  file=sys.stderr)
-            for e in result.errors:
-                print(f"  - {e}", file=sys.stderr)
-            executor.cancel_all()
-            await run_task
-            return None, list(result.errors)
-        plan = result.plan
-        executor.sync_plan(plan)
-        print(format_plan(plan, catalogue), flush=True)
-    else:
-        _log(log, "plan", plan_id=executor.plan_id, request=request, plan=plan.model_dump(), errors=[], source="file")
-        print(format_plan(plan, catalogue), flush=True)
-        executor.add_plan(plan)
-    rec.plan = plan.model_dump()
-    rec.goal = plan.goal
-    store.save(rec)
-    executor.close_plan()
-
-    from agx.execution.policy import decide_while_running
-
-    undecided = executor.undecided()
-    if undecided and not run_task.done() and not interactive:
-        print(f"agx: not approved (no terminal to ask): {', '.join(undecided)}", file=sys.stderr)
-    await decide_while_running(executor, run_task, (lambda ids: _ask_in_thread(_approval_dialogue, executor, catalogue, ids))
-                               if interactive else None)
-    try:
-        result = await run_task
-    except asyncio.CancelledError:
-        return None, None
-    return result, None
 
 
 # -- apply / discard / undo / plans -------------------------------------------------------

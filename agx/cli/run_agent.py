@@ -111,6 +111,7 @@ def run_agent(ctx: CliContext, *, request: str, plan, catalogue, policy, interac
     flags = {"signalled": False}
     session = AgentSession(repo, ctx.config, catalogue=catalogue, policy=policy, delta=delta, echo=echo,
                            approve=approve, on_event=show, max_rounds=1 if plan is not None else None,
+                           observe_tests=plan is None,
                            max_parallel=max_parallel, task_timeout_s=timeout, log=_session_log(repo))
     holder["session"] = session
 
@@ -129,7 +130,8 @@ def run_agent(ctx: CliContext, *, request: str, plan, catalogue, policy, interac
         return await session.run(request, plan)
 
     outcome = asyncio.run(main())
-    if not as_json and echo is not None and ctx.config.agent.echo_report and outcome.reason != "planning_failed" \
+    if not as_json and plan is None and echo is not None and ctx.config.agent.echo_report \
+            and outcome.reason != "planning_failed" \
             and not flags["signalled"]:
         from agx.agent.report import stream_report
 

@@ -106,6 +106,10 @@ class AgentConfig(_Strict):
     # "classifier" (agx/agent/route.py: fitted on shipped labelled messages, no model needed)
     # or "model" (Echo's engine answers a constrained yes/no).
     route: Literal["classifier", "model"] = "classifier"
+    # The project's tests before round 1 (while Delta plans), so the report can say before/after.
+    # "auto": only when the approval policy runs tests without asking (agx run --yes);
+    # "ask": also when that needs a yes; "off": never.
+    tests_before: Literal["auto", "ask", "off"] = "auto"
 
 
 class UIConfig(_Strict):

@@ -23,7 +23,9 @@ from typing import Any, Awaitable, Callable
 from agx.execution.policy import UnsafePath, resolve_in_worktree
 from agx.execution.sandbox import make_scratch, remove_scratch, wrap_command
 from agx.workspace.crashpoints import crash_point
-from agx.workspace.files import TMP_SUFFIX, atomic_write
+from agx.workspace.files import atomic_write
+from agx.workspace.worktree_state import candidate_files as _candidate_files
+from agx.workspace.worktree_state import changed_between, dirty_state  # noqa: F401 - part of this module's API
 from agx.workspace.processes import start_time
 
 
@@ -223,34 +225,6 @@ async def _run_command(ctx: TaskContext, command: str, scratch: Path | None) -> 
         ctx.register_pgid(None)
 
 
-def dirty_state(workdir: Path) -> dict[str, tuple[int, int] | None] | None:
-    """Changed-but-uncommitted paths with a stat signature (None: deleted); None outside git."""
-    out = subprocess.run(["git", "--no-optional-locks", "status", "--porcelain", "-z", "--untracked-files=all", "--no-renames"],
-                         cwd=workdir, capture_output=True)
-    if out.returncode != 0:
-        return None
-    state: dict[str, tuple[int, int] | None] = {}
-    for entry in out.stdout.decode("utf-8", "surrogateescape").split("\0"):
-        if len(entry) < 4:
-            continue
-        path = entry[3:]
-        if path.endswith(TMP_SUFFIX):  # another task's atomic write in flight, not this task's change
-            continue
-        try:
-            st = os.lstat(workdir / path)
-            state[path] = (st.st_mtime_ns, st.st_size)
-        except OSError:
-            state[path] = None
-    return state
-
-
-def changed_between(before: dict | None, after: dict | None) -> list[str] | None:
-    """Paths whose uncommitted state differs between two `dirty_state`s (None: unknown)."""
-    if before is None or after is None:
-        return None
-    return sorted(p for p in set(before) | set(after) if before.get(p, "clean") != after.get(p, "clean"))
-
-
 async def run_command_tracked(ctx: TaskContext, command: str) -> tuple[int, list[str] | None]:
     """run_command, plus which files the command changed (when ctx.track_changes).
 
@@ -301,26 +275,6 @@ async def run_read_files(ctx: TaskContext) -> RunnerResult:
 
 
 MAX_SEARCH_MATCHES = 500
-
-
-def _candidate_files(workdir: Path, sub: str | None) -> list[str]:
-    """Tracked plus untracked-not-ignored files (so files made by earlier tasks are found)."""
-    cmd = ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"]
-    if sub:
-        cmd += ["--", sub]
-    out = subprocess.run(cmd, cwd=workdir, capture_output=True)
-    if out.returncode == 0:
-        return sorted({p for p in out.stdout.decode("utf-8", "replace").split("\0") if p})
-    # Not a git checkout: walk the folder, skipping dot-directories.
-    base = workdir / sub if sub else workdir
-    if base.is_file():
-        return [str(base.relative_to(workdir))]
-    found = []
-    for dirpath, dirnames, filenames in os.walk(base):
-        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-        for name in filenames:
-            found.append(str((Path(dirpath) / name).relative_to(workdir)))
-    return sorted(found)
 
 
 def _search_sync(ctx: TaskContext, regex: re.Pattern, sub: str | None) -> int:

@@ -3,7 +3,7 @@
 A file is written to a sibling temp file (`.<name>` + TMP_SUFFIX) and renamed over the target,
 so a reader never sees half a file. Parallel tasks share one worktree, so change tracking must
 know the temp files are agx's own in-flight writes (see git_isolation's committer and
-execution.runners.dirty_state).
+workspace.worktree_state.dirty_state).
 """
 
 from __future__ import annotations
