@@ -28,7 +28,7 @@ async def test_a_follow_up_round_is_confirmed_in_a_dialog_listing_its_tasks(git_
     config = load_config(git_repo, use_user_file=False).config
     app = AgxApp(config, None, git_repo, load_models=False)
     async with app.run_test(size=SIZE) as pilot:
-        approve = app._round_approver(["t1"], ["t2"])
+        approve = app._round_approver((["t1"], ["t2"]))
         # Round 1: the review's decisions, no question asked.
         assert await approve(_executor(tmp_path), ["t1", "t2"]) == (["t1"], ["t2"])
         answer = asyncio.ensure_future(approve(_executor(tmp_path), ["r2-t1"]))

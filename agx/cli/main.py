@@ -129,7 +129,7 @@ def _shell(ctx: CliContext, argv: list[str]) -> int:
     held = hold_terminal(frames)
     try:
         try:
-            from agx.ui.app import run_shell
+            from agx.ui.launch import run_shell
         except ImportError:
             if held:
                 held.release()

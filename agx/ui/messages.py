@@ -94,15 +94,6 @@ class PlanEventArrived(Message):
 
 
 @dataclass
-class PlanningEnded(Message):
-    """The planner returned (or raised): the PlanResult, or an error for the user."""
-
-    plan_id: str | None
-    result: Any = None
-    error: str | None = None
-
-
-@dataclass
 class PlanOpDone(Message):
     """A plan's apply / undo / discard (run in a thread) finished; each outcome has its own type."""
 

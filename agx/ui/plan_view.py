@@ -8,6 +8,7 @@ critical path from planning/validate.py's report.
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +20,13 @@ from agx import events as ev
 AWAITING, APPROVED, DENIED = "awaiting", "approved", "denied"
 PENDING, RUNNING, DONE, FAILED, SKIPPED, CANCELLED = "pending", "running", "done", "failed", "skipped", "cancelled"
 TERMINAL = {DONE, FAILED, SKIPPED, CANCELLED}
+
+SESSION_TASK_RE = re.compile(r"r\d+-tests")  # agx/agent/session.py's test runs (before, and after each round)
+
+
+def is_session_task(task_id: str) -> bool:
+    return SESSION_TASK_RE.fullmatch(task_id) is not None
+
 
 # Plan phases.
 PLANNING, REVIEW, RUNNING_PHASE, FINISHED = "planning", "review", "running", "finished"
@@ -81,7 +89,8 @@ class PlanView:
         self.critical = self._critical_path()
 
     def plan_dict(self) -> dict[str, Any]:
-        return {"goal": self.goal, "tasks": [dict(t.task) for t in self.tasks.values()]}
+        """The plan as Delta (or the file) wrote it: the session's own test runs are shown, not planned."""
+        return {"goal": self.goal, "tasks": [dict(t.task) for tid, t in self.tasks.items() if not is_session_task(tid)]}
 
     def _levels_from_deps(self) -> list[list[str]]:
         """Topological levels; tasks in a cycle or with unknown deps go in a last level."""
@@ -175,10 +184,31 @@ class PlanView:
         return out
 
     def approved_ids(self) -> list[str]:
-        return [tid for tid, tv in self.tasks.items() if tv.status in (AWAITING, APPROVED)]
+        return [tid for tid, tv in self.tasks.items() if tv.status in (AWAITING, APPROVED) and not is_session_task(tid)]
 
     def denied_ids(self) -> list[str]:
         return [tid for tid, tv in self.tasks.items() if tv.status == DENIED]
 
     def dependents_of(self, task_id: str) -> list[str]:
         return [tid for tid, tv in self.tasks.items() if task_id in (tv.task.get("deps") or [])]
+
+
+def view_from_record(rec) -> PlanView:
+    """A PlanView for a plan record from .agx/plans (for --resume)."""
+    view = PlanView(rec.plan_id, request=rec.request)
+    view.set_plan(rec.plan or {}, rec.errors)
+    mapping = {"succeeded": DONE, "failed": FAILED, "skipped": SKIPPED, "cancelled": CANCELLED,
+               "interrupted": CANCELLED, "running": CANCELLED, "pending": PENDING}
+    for tid, t in (rec.tasks or {}).items():
+        tv = view.tasks.get(tid)
+        if tv is None:
+            continue
+        tv.status = mapping.get(t.get("status", ""), tv.status)
+        tv.seconds, tv.commit, tv.error = t.get("seconds"), t.get("commit"), t.get("error")
+    view.phase = {"planned": REVIEW, "running": FINISHED, "done": FINISHED, "failed": FINISHED,
+                  "cancelled": FINISHED, "interrupted": FINISHED, "applied": APPLIED,
+                  "discarded": DISCARDED, "undone": UNDONE}.get(rec.state, FINISHED)
+    if view.phase == FINISHED:
+        view.ok = rec.state == "done"
+        view.wall_s = rec.wall_s
+    return view
