@@ -140,16 +140,22 @@ class ChatMixin:
     # -- routing ----------------------------------------------------------------------------
     @work(thread=True, group="chat")
     def _route(self, text: str) -> None:
-        """Echo's constrained yes/no (agx/agent/route.py): chat, or a change request for Delta."""
+        """Chat, or a change request for Delta (agx/agent/route.py, config agent.route): the
+        classifier (default) needs no model; "model" asks Echo's engine a constrained yes/no."""
         from agx.agent.route import decide
 
+        method = self.config.agent.route if self.config is not None else "classifier"
+        if method != "model":
+            d = decide(None, text, method)
+            self.post_message(RouteDecided(text, d.change_repo, d.raw, error=d.error))
+            return
         with self._chat_lock:
             try:
                 engine = self._engine("echo")
             except EngineError as exc:
                 self.post_message(RouteDecided(text, False, error=str(exc)))
                 return
-            d = decide(engine, text)
+            d = decide(engine, text, "model")
             self.post_message(RouteDecided(text, d.change_repo, d.raw, error=d.error))
 
     def on_route_decided(self, msg: RouteDecided) -> None:
