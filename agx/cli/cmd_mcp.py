@@ -42,7 +42,10 @@ def register(sub) -> None:
 def _manager(ctx: CliContext):
     from agx.mcp.manager import manager_for
 
-    return manager_for(ctx.config, ctx.base_dir)
+    manager = manager_for(ctx.config, ctx.base_dir)
+    if manager.on_notice is None:  # a server restarted after it died: one line on stderr
+        manager.on_notice = lambda line: print(f"agx: {line}", file=sys.stderr, flush=True)
+    return manager
 
 
 def _risk_label(tool) -> str:

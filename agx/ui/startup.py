@@ -157,6 +157,8 @@ class StartupMixin:
             return
         if self.mcp is None:
             return
+        # A restarted server is said in the chat (from the manager's thread: call_from_thread).
+        self.mcp.on_notice = lambda line: self.call_from_thread(self.chat.add_notice, line, "error")
         self.mcp.start()
         self.call_from_thread(self._show_mcp_status)
         statuses = self.mcp.wait_ready()
