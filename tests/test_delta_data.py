@@ -154,3 +154,25 @@ def test_prompts_are_the_planners_prompts(pool, style):
     seen = delta_mix.ToolCatalogue.of(s for s in full if s.name not in res.unseen_tools)
     for r in plain:
         assert r["messages"][:-1] == build_plan_messages(r["request"], select_tools(seen, r["request"], 20), None, style=style)
+
+
+def test_planner_takes_its_prompt_style_from_the_role_config(tmp_path):
+    """roles.delta.prompt_style selects the style (default full, unchanged); an explicit argument wins."""
+    from agx.config import load_config
+    from agx.runtime.pool import EnginePool
+
+    cat = builtin_catalogue()
+    for style in ("full", "compact"):
+        config = load_config(tmp_path, use_user_file=False, overrides=[f"roles.delta.prompt_style={style}"]).config
+        pool = EnginePool(config, tmp_path)
+        try:
+            engine = pool.engine("delta")
+            assert Planner(engine, cat).messages_for("Run the tests") == build_plan_messages("Run the tests", cat, style=style)
+            assert Planner(engine, cat, prompt_style="compact_example").prompt_style == "compact_example"
+        finally:
+            pool.close()
+    assert load_config(tmp_path, use_user_file=False).config.role("delta").prompt_style == "full"
+    compact = build_plan_messages("Run the tests", cat, style="compact")[0]["content"]
+    full = build_plan_messages("Run the tests", cat)[0]["content"]
+    assert "- run_tests(command?): Run the project" in compact and "[exec]" not in compact
+    assert "Example plan:" in full and len(compact) < len(full) * 0.75

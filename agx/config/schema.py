@@ -49,6 +49,11 @@ class RoleConfig(_Strict):
     # "grammar_first" is llama-cpp-python's chain (grammar over the whole vocabulary each
     # token). Greedy output is identical; "fast" is much quicker on large vocabularies.
     constrained_sampling: Literal["fast", "grammar_first"] = "fast"
+    # Delta's planning prompt (agx/planning/prompt.py): "full" (rules, typed tool lines, an
+    # example over the catalogue's tools) or "compact" (one instruction line, one short line per
+    # tool), "compact_example" (+ a generic example). The bundled 135M model copies the full
+    # prompt's example plan; compact costs a third fewer prompt tokens (README, Performance).
+    prompt_style: Literal["full", "compact", "compact_example"] = "full"
     system_prompt: str | None = None
     # Remote backend (backend = "openai").
     base_url: str | None = None

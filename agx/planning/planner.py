@@ -105,10 +105,11 @@ class Planner:
         max_tasks: int = 10,
         max_deps: int = 4,
         max_tokens: int | None = None,
-        prompt_style: str = DEFAULT_PROMPT_STYLE,
+        prompt_style: str | None = None,
     ):
         self.engine = engine
-        self.prompt_style = prompt_style  # agx/planning/prompt.py PROMPT_STYLES
+        # agx/planning/prompt.py PROMPT_STYLES; default: the role's config (roles.delta.prompt_style).
+        self.prompt_style = prompt_style or getattr(getattr(engine, "role", None), "prompt_style", None) or DEFAULT_PROMPT_STYLE
         self.catalogue = catalogue
         self.repo_dir = Path(repo_dir) if repo_dir is not None else None
         self.repair_rounds = max(0, repair_rounds)
