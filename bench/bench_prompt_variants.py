@@ -45,7 +45,7 @@ def prompt_for(variant: str, request: str, catalogue, max_tasks: int):
     return build_plan_messages(request, catalogue, None, max_tasks=max_tasks, style=variant), catalogue
 
 
-def run_variant(variant: str, records, engine, catalogue, args) -> dict:
+def run_variant(variant: str, records, engine, catalogue, args, samples: list) -> dict:
     from agx.planning.schema_grammar import plan_gbnf
     from agx.planning.validate import validate_plan
     from agx.runtime.engine import ChatRequest, EngineError
@@ -71,13 +71,17 @@ def run_variant(variant: str, records, engine, catalogue, args) -> dict:
             print(f"  engine error: {exc}", file=sys.stderr)
             text, stats = "", None
         plan = parse_plan_output(text)
-        valid = plan is not None and validate_plan(plan, catalogue).ok
+        report = validate_plan(plan, catalogue) if plan is not None else None
+        valid = bool(report and report.ok)
         score = score_sample(plan, valid, gold_nodes, gold_edges)
         scores.append(score)
         if stats is not None:
             prompt_tokens.append(stats.prompt_tokens)
             completion_tokens += stats.completion_tokens
             lengths += stats.finish_reason == "length"
+        samples.append({"variant": variant, "id": rec["id"], "output": text, "valid": valid,
+                        "errors": (report.errors[:3] if report else ["not a JSON plan"]), "node_f1": score.node_f1,
+                        "edge_f1": score.edge_f1, "prompt_tokens": stats.prompt_tokens if stats else 0})
         if args.verbose:
             tools = [t.get("tool") for t in (plan or {}).get("tasks", []) if isinstance(t, dict)]
             print(f"  {variant:<17} {rec['id'][-8:]} nF1={score.node_f1:.2f} "
@@ -131,12 +135,13 @@ def main() -> int:
     config = load_config(ROOT, use_user_file=False, overrides=overrides).config
     pool = EnginePool(config, ROOT)
     engine = pool.engine("delta")
-    rows = []
+    rows: list[dict] = []
+    samples: list[dict] = []
     try:
         print(f"{len(held_out)} held-out TaskBench {Path(args.taskbench).name} records, "
               f"{len(conv.catalogue)} tools, model {config.role('delta').model}", flush=True)
         for variant in variants:
-            row = run_variant(variant, held_out, engine, conv.catalogue, args)
+            row = run_variant(variant, held_out, engine, conv.catalogue, args, samples)
             rows.append(row)
             print(f"{variant}: {json.dumps(row)}", flush=True)
     finally:
@@ -151,7 +156,7 @@ def main() -> int:
               f"{r['completion_tokens']:>7} {r['seconds']:>6.1f}"
               + (f"  retrieval recall {r['retrieval_gold_recall_pct']}%" if "retrieval_gold_recall_pct" in r else ""))
     if args.out:
-        Path(args.out).write_text(json.dumps({"args": vars(args), "rows": rows}, indent=1) + "\n")
+        Path(args.out).write_text(json.dumps({"args": vars(args), "rows": rows, "samples": samples}, indent=1) + "\n")
     return 0
 
 
