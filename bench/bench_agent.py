@@ -76,6 +76,53 @@ def run_one(task_dir: Path, mode: str, args, where: Path) -> dict:
             "wall_s": round(wall, 1), "tools": used}
 
 
+def _events(proc) -> list[dict]:
+    return [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
+
+
+def edit_step(task_dir: Path, mode: str, args, where: Path, engine) -> dict:
+    """Part 2, the edit alone: one edit of the task's file, written by the model either with the
+    file in view (a one-task plan: `code {paths, instruction}`) or blind (Delta plans with only
+    edit_file / write_file in its catalogue, before reading anything: today's way); then run by
+    `agx run --plan --yes --json`. Applied = the edit task finished (its search text was found)."""
+    from agx.execution.builtin_tools import builtin_catalogue
+    from agx.planning.planner import Planner
+    from agx.planning.tools import ToolCatalogue
+
+    spec = json.loads((task_dir / "task.json").read_text())
+    repo = make_repo(task_dir, where / f"edit-{mode}")
+    source = next(p.name for p in sorted(task_dir.glob("*.py")))
+    t0 = time.perf_counter()
+    if mode == "grounded":
+        plan = {"goal": spec["request"], "tasks": [{"id": "t1", "title": f"edit {source}", "tool": "code",
+                                                     "args": {"paths": [source], "instruction": spec["request"]},
+                                                     "deps": []}]}
+    else:
+        full = builtin_catalogue()
+        cat = ToolCatalogue.of([full.get("edit_file"), full.get("write_file")])
+        result = Planner(engine, cat, repo_dir=repo, repair_rounds=1).plan(spec["request"])
+        plan = result.plan.model_dump() if result.plan is not None else None
+    if plan is None:
+        return {"task": task_dir.name, "mode": mode, "edits_ran": 0, "edits_applied": 0, "check_passes": False,
+                "wall_s": round(time.perf_counter() - t0, 1), "note": "no valid plan"}
+    plan_file = where / f"{task_dir.name}-{mode}.json"
+    plan_file.write_text(json.dumps(plan))
+    cmd = [sys.executable, "-m", "agx", "-C", str(repo), "--set", f"execution.test_command={spec['check']}",
+           *[x for s in args.set for x in ("--set", s)], "run", "--plan", str(plan_file), "--yes", "--json"]
+    if args.profile:
+        cmd[3:3] = ["--profile", args.profile]
+    events = _events(subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout))
+    tools = {t["id"]: t["tool"] for t in plan["tasks"]}
+    ran = sum(1 for e in events if e["event"] in ("TaskFinished", "TaskFailed") and tools.get(e["task_id"]) in EDIT_TOOLS)
+    ok = sum(1 for e in events if e["event"] == "TaskFinished" and tools.get(e["task_id"]) in EDIT_TOOLS)
+    errors = [e["error"][:120] for e in events if e["event"] == "TaskFailed"]
+    summary = events[-1]["summary"] if events and events[-1]["event"] == "SessionFinished" else {}
+    where_to_check = repo / summary["worktree"] if summary.get("worktree") else repo
+    check = subprocess.run(spec["check"], shell=True, cwd=where_to_check, capture_output=True)
+    return {"task": task_dir.name, "mode": mode, "edits_ran": ran, "edits_applied": ok,
+            "check_passes": check.returncode == 0, "wall_s": round(time.perf_counter() - t0, 1), "errors": errors}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--profile", help="agx profile (a real model); default: the bundled model")
@@ -84,18 +131,45 @@ def main() -> int:
     ap.add_argument("--modes", nargs="*", default=["grounded", "blind"])
     ap.add_argument("--timeout", type=float, default=900)
     ap.add_argument("--set", action="append", default=[], help="extra agx --set KEY=VALUE")
+    ap.add_argument("--parts", nargs="*", default=["loop", "edits"],
+                    help="loop: the whole agent loop per task; edits: the edit step alone (model-written edits)")
     args = ap.parse_args()
     tasks = sorted(d for d in TASKS_DIR.iterdir() if (d / "task.json").is_file())
     if args.tasks:
         tasks = [d for d in tasks if d.name in args.tasks]
-    rows = []
+    rows, edit_rows = [], []
     with tempfile.TemporaryDirectory(prefix="agx-bench-agent-") as tmp:
-        for d in tasks:
-            for mode in args.modes:
-                row = run_one(d, mode, args, Path(tmp))
-                rows.append(row)
-                print(json.dumps(row), flush=True)
-    print()
+        if "loop" in args.parts:
+            for d in tasks:
+                for mode in args.modes:
+                    row = run_one(d, mode, args, Path(tmp))
+                    rows.append(row)
+                    print(json.dumps(row), flush=True)
+        if "edits" in args.parts:
+            from agx.config import load_config
+            from agx.runtime.pool import EnginePool
+
+            root = Path(__file__).resolve().parents[1]
+            pool = EnginePool(load_config(root, overrides=list(args.set), profile=args.profile).config, root)
+            engine = pool.engine("delta")
+            for d in tasks:
+                for mode in args.modes:
+                    row = edit_step(d, mode, args, Path(tmp), engine)
+                    edit_rows.append(row)
+                    print(json.dumps(row), flush=True)
+            pool.close()
+    if edit_rows:
+        print("\nthe edit step alone (one model-written edit per task)")
+        print(f"{'mode':<9} {'edits applied':>14} {'checks pass':>12} {'mean wall s':>12}")
+        for mode in args.modes:
+            mine = [r for r in edit_rows if r["mode"] == mode]
+            ran, ok = sum(r["edits_ran"] for r in mine), sum(r["edits_applied"] for r in mine)
+            share = f"{ok}/{ran} ({100 * ok / ran:.0f}%)" if ran else "0/0"
+            print(f"{mode:<9} {share:>14} {sum(r['check_passes'] for r in mine):>5}/{len(mine):<6} "
+                  f"{sum(r['wall_s'] for r in mine) / max(len(mine), 1):>12.1f}")
+    if not rows:
+        return 0
+    print("\nthe whole loop (agx run REQUEST --yes --json)")
     print(f"{'mode':<9} {'edits applied':>14} {'checks pass':>12} {'mean rounds':>12} {'mean wall s':>12}")
     for mode in args.modes:
         mine = [r for r in rows if r["mode"] == mode]

@@ -242,3 +242,13 @@ def test_tests_before_is_not_run_when_it_would_need_a_question_or_is_off(git_rep
     planner = ScriptedPlanner({"goal": "g", "tasks": [write("value.txt", "2\n")]})
     outcome, _, _ = run_session(git_repo, planner, f"execution.test_command={CHECK}", "agent.tests_before=off")
     assert outcome.summary["tests_before"] is None and outcome.summary["tests"][0]["ok"] is True
+
+
+def test_a_plans_own_test_command_does_not_stand_in_for_the_projects_tests(git_repo):
+    """Seen in bench_agent: the 135M model planned run_tests with a command of its own that passed
+    while the project's check failed; the round must not count as the goal met."""
+    planner = ScriptedPlanner({"goal": "g", "tasks": [
+        {"id": "t1", "title": "tests", "tool": "run_tests", "args": {"command": "true"}, "deps": []}]})
+    outcome, _, _ = run_session(git_repo, planner, f"execution.test_command={CHECK}", "agent.max_rounds=1")
+    assert outcome.reason == "round_limit"
+    assert outcome.summary["tests"] == [{"round": 1, "command": CHECK, "ok": False, "by": "r1-tests"}]

@@ -332,12 +332,17 @@ class AgentSession:
         commits = len(await asyncio.to_thread(prun.git.commits_on_branch, prun.record.plan_id, prun.snapshot.commit))
         new_commits = commits - base_commits
         tests = None
-        ran_tests = [n for n in executor.nodes.values() if n.task.tool == "run_tests" and n.started is not None]
+        project = self.config.execution.test_command or await asyncio.to_thread(detect_test_command, prun.worktree)
+        # The plan's own run_tests counts only when it ran the project's tests (no command of its
+        # own, or the same one): a model's `echo ok` is not evidence that the goal is met.
+        ran_tests = [n for n in executor.nodes.values() if n.task.tool == "run_tests" and n.started is not None
+                     and (not project or (n.task.args.get("command") or "").strip() in ("", project.strip()))]
         if ran_tests:  # the plan ran the tests itself: their last run is the observation
             last = max(ran_tests, key=lambda n: n.started or 0)
             tests = {"command": last.task.args.get("command") or "", "ok": last.status is Status.SUCCEEDED,
                      "output": _tail(last.output, limit), "by": last.task.id}
-        elif new_commits and self.observe_tests and not self._stopped:
+        elif (new_commits or (project and any(n.task.tool == "run_tests" for n in executor.nodes.values()))) \
+                and self.observe_tests and not self._stopped:
             tests = await self._run_tests(prun, rnd)
         all_ok = bool(executor.nodes) and all(n.status is Status.SUCCEEDED for n in executor.nodes.values())
         ok = all_ok and (tests is None or tests["ok"])

@@ -81,6 +81,19 @@ class StartupMixin:
             self._open_session()
         if self.load_models:
             self._load_models()
+        if self.route_messages and self.config.agent.route == "classifier":
+            self._warm_router()
+
+    @work(thread=True, group="startup")
+    def _warm_router(self) -> None:
+        """Fit the chat-or-change classifier now (importing scikit-learn takes ~1.4 s) rather
+        than on the first message."""
+        from agx.agent.route import routing_classifier
+
+        try:
+            routing_classifier()
+        except Exception:  # the first message then says what went wrong
+            pass
 
     def _full_frame(self) -> str | None:
         """The bytes Textual writes to draw the whole screen as it is now (what App._display
