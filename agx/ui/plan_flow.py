@@ -141,6 +141,11 @@ class PlanFlowMixin:
     # -- running ----------------------------------------------------------------------------
     def start_run(self, view: pv.PlanView, plan, approved: list[str], denied: list[str]) -> None:
         """Run a plan reviewed before any session (a file, or one fixed by hand) as round 1."""
+        self.mark_approved(view, approved, denied)
+        self._run_worker = self._run_session(view, plan, (approved, denied))
+
+    def mark_approved(self, view: pv.PlanView, approved: list[str], denied: list[str]) -> None:
+        """The review said yes: the view runs, the decision is logged and said."""
         view.phase = pv.RUNNING_PHASE
         for tid in approved:
             view.tasks[tid].status = pv.PENDING
@@ -151,7 +156,6 @@ class PlanFlowMixin:
                                     approved=approved, denied=denied)
         self.chat.add_notice(f"Running plan {view.plan_id} in worktree .agx/worktrees/{view.plan_id}, ref refs/agx/{view.plan_id} "
                              f"({len(approved)} approved, {len(denied)} skipped).", "plan")
-        self._run_worker = self._run_session(view, plan, (approved, denied))
 
     @work(group="executor", exit_on_error=False)
     async def _run_session(self, view: pv.PlanView, plan=None, decided=None) -> None:

@@ -84,16 +84,7 @@ class ReviewMixin:
         if not self.answer_review(approved, denied):
             self.notify("Delta is still finishing the plan; approve when it asks.", severity="warning")
             return
-        view.phase = pv.RUNNING_PHASE
-        for tid in approved:
-            view.tasks[tid].status = pv.PENDING
-        self.plan_pane.refresh_tasks()
-        self.refresh_bindings()
-        if self.session_log is not None:
-            self.session_log.append("plan_decision", plan_id=view.plan_id, decision="approved",
-                                    approved=approved, denied=denied)
-        self.chat.add_notice(f"Running plan {view.plan_id} in worktree .agx/worktrees/{view.plan_id} "
-                             f"({len(approved)} approved, {len(denied)} skipped).", "plan")
+        self.mark_approved(view, approved, denied)
 
     def action_toggle_task(self) -> None:
         if not self._plan_action_ok(pv.REVIEW):
