@@ -305,8 +305,9 @@ class AgentSession:
             plan = given
             self._log("plan", round=rnd, plan_id=executor.plan_id, request=request, plan=plan.model_dump(),
                       errors=[], source="file")
+            # Shown as Delta's plans are, before its tasks start (printing a big plan is not run time).
+            self._emit(ev.Planned(executor.plan_id, plan=plan.model_dump()))
             executor.add_plan(plan)
-            self._emit(ev.Planned(executor.plan_id, plan=plan.model_dump()))  # shown as Delta's plans are
         if rnd == 1:
             rec.plan = plan.model_dump()
             rec.goal = plan.goal
