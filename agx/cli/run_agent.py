@@ -44,7 +44,8 @@ def run_agent(ctx: CliContext, *, request: str, plan, catalogue, policy, interac
     else:
         delta = engine_or_none(ctx, "delta", "code tasks will fail" if any(t.tool == "code" for t in plan.tasks)
                                else "not needed to run a plan from a file")
-    echo = engine_or_none(ctx, "echo", "ask_model tasks will fail")
+    echo = engine_or_none(ctx, "echo", "ask_model tasks will fail" if plan is None or any(t.tool == "ask_model" for t in plan.tasks)
+                          else "not needed by this plan")
     t0 = time.perf_counter()
     printer = HeadlessPrinter(out, show_output=ctx.args.show_output, t0=t0, show_added=plan is None)
     state = {"last_planned": None, "executor_nodes": None}
