@@ -96,9 +96,10 @@ _COMMIT_MESSAGES = ("Fix failing tests", "Add tests", "Document public functions
 _POLITE = ("", "", "Please ", "Could you ", "I need you to ", "Can you ")
 
 
-def _phrase(rng: random.Random, options: tuple[str, ...], **values: str) -> str:
+def _phrase(rng: random.Random, options: tuple[str, ...], polite: tuple[str, ...] = _POLITE, **values: str) -> str:
+    """One of `options` filled with `values`, sometimes with a polite opening (a question for "Could/Can")."""
     text = rng.choice(options).format(**values)
-    prefix = rng.choice(_POLITE)
+    prefix = rng.choice(polite)
     if prefix:
         text = prefix + text[0].lower() + text[1:]
         if prefix.startswith(("Could", "Can")):

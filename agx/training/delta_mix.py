@@ -48,6 +48,7 @@ from agx.planning.retrieval import ToolIndex
 from agx.planning.schema_grammar import canonical_plan_json
 from agx.planning.tools import ToolCatalogue
 from agx.planning.validate import validate_plan
+from agx.training import data_delta
 from agx.training.records import BUILTIN_CATALOGUE, DatasetError, catalogue_to_json, file_sha256, write_jsonl
 from agx.workspace import gitread
 
@@ -139,17 +140,10 @@ _POLITE = ("", "", "", "Please ", "Could you ", "Can you ")
 
 
 def _phrase(rng: random.Random, options: tuple[str, ...], **values: str) -> str:
-    text = rng.choice(options).format(**values)
-    prefix = rng.choice(_POLITE)
-    if prefix:
-        text = prefix + text[0].lower() + text[1:]
-        if prefix.startswith(("Could", "Can")):
-            text = text.rstrip(".") + "?"
-    return text
+    return data_delta._phrase(rng, options, _POLITE, **values)
 
 
-def _task(tid: str, title: str, tool: str, deps: list[str], args: dict[str, Any]) -> dict[str, Any]:
-    return {"id": tid, "title": title, "tool": tool, "deps": deps, "args": args}
+_task = data_delta._t
 
 
 def _read_code_test(goal: str, read: list[str], edit: list[str], edit_title: str, instruction: str) -> dict[str, Any]:
