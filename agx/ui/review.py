@@ -1,4 +1,5 @@
-"""Reviewing a plan before it runs: selection, and the keys that approve, skip, edit, delete, replan or reject."""
+"""Approving what runs: the agent session's questions (round 1 answered by the review keys in the plan
+pane, later ones in a dialog), and the keys that approve, skip, edit, delete, replan or reject."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from textual.css.query import NoMatches
 from textual.widgets import Input
 
 from agx.ui import plan_view as pv
-from agx.ui.screens import EditArgsScreen, PromptScreen
+from agx.ui.screens import ConfirmScreen, EditArgsScreen, PromptScreen
 from agx.ui.widgets import PlanPane
 
 
@@ -32,6 +33,77 @@ class ReviewMixin:
         if self.plan is None or tid is None:
             return None
         return self.plan.tasks.get(tid)
+
+    # -- the session's approval questions ------------------------------------------------
+    def _round_approver(self, decided: tuple[list[str], list[str]] | None = None):
+        """Round 1: the decisions of a review made before the session (`decided`), or the review
+        keys now (Delta's plan, in the plan pane). Later questions: a dialog listing the tasks."""
+        first = {"pending": True}
+
+        async def approve(executor, ids: list[str]) -> tuple[list[str], list[str]]:
+            if first["pending"] and not all(pv.is_session_task(i) for i in ids):  # not the tests-before run
+                first["pending"] = False
+                if decided is not None:
+                    no = [i for i in ids if i in decided[1]]
+                    return [i for i in ids if i not in no], no
+                return await self._review_in_session(executor, ids)
+            return await self._confirm_round(executor, ids)
+
+        return approve
+
+    async def _review_in_session(self, executor, ids: list[str]) -> tuple[list[str], list[str]]:
+        """Wait for the review keys (a, space, e, d, r, x: agx/ui/review.py) on round 1's plan."""
+        import asyncio
+
+        view = self.plans.get(executor.plan_id)
+        if view is None:
+            return [], list(ids)
+        answer = asyncio.get_running_loop().create_future()
+        self._review["answer"] = answer
+        view.phase = pv.REVIEW
+        self._plan_ready(view, None)
+        try:
+            return await answer
+        finally:
+            self._review["answer"] = None
+
+    def answer_review(self, approved: list[str], denied: list[str], then: str | None = None) -> bool:
+        """The review's decision for the session waiting on it (False when none is waiting).
+        `then`: "reject", or the request to plan next (replan with feedback)."""
+        review = getattr(self, "_review", None) or {}
+        answer = review.get("answer")
+        if self._session is None or answer is None or answer.done():
+            return False
+        review["then"] = then
+        answer.set_result((approved, denied))
+        if then is not None:
+            self._session.stop()
+        return True
+
+    async def _confirm_round(self, executor, ids: list[str]) -> tuple[list[str], list[str]]:
+        import asyncio
+
+        from rich.text import Text
+
+        from agx.execution.printer import approval_details, visible
+        from agx.planning.tools import Risk
+
+        fut = asyncio.get_running_loop().create_future()
+        lines = []
+        for i in ids:
+            node = executor.nodes[i]
+            lines.append(f"  {i} [{node.risk.value}] {node.task.tool}: {visible(node.task.title)}")
+            if node.risk is not Risk.READ:  # writes and commands in full: what "y" runs is on screen
+                lines.extend("      " + line for line in approval_details(node.task.args, 58))  # the box is 66 wide
+        tests_only = all(executor.nodes[i].task.tool == "run_tests" for i in ids)
+        heading = ("agx would run the project's tests to see whether the round reached the goal:" if tests_only
+                   else "Delta's follow-up plan (the last round missed the goal):")
+        # Text, not markup: a command's own [brackets] must show as typed.
+        self.push_screen(ConfirmScreen(Text(heading + "\n" + "\n".join(lines) + "\nRun these tasks?"),
+                                       yes="Run them", no="Stop here"),
+                         lambda yes: fut.done() or fut.set_result(bool(yes)))
+        yes = await fut
+        return (list(ids), []) if yes else ([], list(ids))
 
     # -- actions: availability --------------------------------------------------------------
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
