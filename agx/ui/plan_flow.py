@@ -217,6 +217,12 @@ class PlanFlowMixin:
         if outcome.reason == "planning_failed":
             self._planning_failed(view, outcome.summary["errors"])
             return
+        if outcome.reason == "stopped" and outcome.last_result is None:  # stopped while Delta planned
+            view.phase = pv.REJECTED
+            self.plan_pane.show(view)
+            self.chat.add_notice(f"Stopped plan {view.plan_id} before anything ran (its worktree is removed).", "plan")
+            self.refresh_bindings()
+            return
         last = outcome.last_result
         view.phase, view.ok, view.wall_s = pv.FINISHED, outcome.ok, (last.wall_s if last else 0.0)
         self._run_finished(view)
