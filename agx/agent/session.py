@@ -120,7 +120,6 @@ class AgentSession:
         self._tests_before_result: dict[str, Any] | None = None
         self._all_executors: list[Executor] = []
         self._cancel = None
-        self._executor: Executor | None = None  # the one running now (a round's, or the tests')
         self.round_executor: Executor | None = None  # the current round's
         self.run_handle: PlanRun | None = None
 
@@ -130,7 +129,7 @@ class AgentSession:
         self._stopped = True
         if self._cancel is not None:
             self._cancel.cancel()
-        for ex in {id(e): e for e in [*self._all_executors, self._executor] if e is not None}.values():
+        for ex in self._all_executors:  # every round's and test run's (the one running now among them)
             ex.cancel_all()
 
     def revise_plan(self, plan: dict) -> list[str]:
@@ -199,7 +198,6 @@ class AgentSession:
             self.round_executor = executor
             executors.append(executor)
             self._all_executors.append(executor)
-            self._executor = executor
             result, errors, this_plan = await self._plan_and_run(prun, executor, round_request, rnd,
                                                                  plan if rnd == 1 else None, previous)
             if errors is not None:
@@ -344,7 +342,7 @@ class AgentSession:
                      "output": _tail(last.output, limit), "by": last.task.id}
         elif (new_commits or (project and any(n.task.tool == "run_tests" for n in executor.nodes.values()))) \
                 and self.observe_tests and not self._stopped:
-            tests = await self._run_tests(prun, rnd)
+            tests = await self._run_tests(prun, rnd, command=project)
         all_ok = bool(executor.nodes) and all(n.status is Status.SUCCEEDED for n in executor.nodes.values())
         ok = all_ok and (tests is None or tests["ok"])
         return RoundObserved(prun.record.plan_id, round=rnd, ok=ok, failed=failed, tests=tests, commits=new_commits)
@@ -365,18 +363,18 @@ class AgentSession:
             return None
         return await self._run_tests(prun, 0, "Run the project's tests before any change (for the before/after report)")
 
-    async def _run_tests(self, prun: PlanRun, rnd: int,
-                         title: str = "Run the project's tests (agx observes the round)") -> dict[str, Any] | None:
-        """The project's tests in the worktree, as a run_tests task under the same approval policy."""
+    async def _run_tests(self, prun: PlanRun, rnd: int, title: str = "Run the project's tests (agx observes the round)",
+                         command: str | None = None) -> dict[str, Any] | None:
+        """The project's tests in the worktree, as a run_tests task under the same approval policy.
+        `command`: the project's test command when the caller has already looked it up."""
         cfg = self.config.execution
-        command = cfg.test_command or await asyncio.to_thread(detect_test_command, prun.worktree)
+        command = command or cfg.test_command or await asyncio.to_thread(detect_test_command, prun.worktree)
         if not command or self.catalogue.get("run_tests") is None:
             return None
         ex = Executor(prun.record.plan_id, self.catalogue, prun.worktree, max_parallel=1,
                       task_timeout_s=self.task_timeout_s, output_cap_bytes=cfg.output_cap_bytes, policy=self.policy,
                       test_command=command, process_env={TOKEN_ENV: prun.record.run_token}, sandbox=cfg.sandbox)
         ex.subscribe(self.on_event)
-        self._executor = ex
         self._all_executors.append(ex)
         tid = f"r{rnd}-tests"
         run_task = asyncio.ensure_future(ex.run())

@@ -53,33 +53,29 @@ class ChatMixin:
     def _report_worker(self, sid: int, summary: dict) -> None:
         from agx.agent.report import stream_report
 
+        def start(token):
+            engine = self._engine("echo")
+            return engine, stream_report(engine, summary, cancel=token)
+
+        self._stream_answer(sid, "echo", start)
+
+    @work(thread=True, group="chat")
+    def _chat_worker(self, sid: int, text: str, role: str) -> None:
+        def start(token):
+            conv = self._conversation(role)
+            return conv.engine, conv.send(text, cancel=token)
+
+        self._stream_answer(sid, role, start)
+
+    def _stream_answer(self, sid: int, role: str, start) -> None:
+        """(Worker thread) `start(cancel_token) -> (engine, stream)`, streamed into answer `sid`
+        through the frame coalescer; one answer at a time, in the order asked."""
         with self._chat_lock:
             token = CancelToken()
             self._chat_cancel = token
             try:
-                engine = self._engine("echo")
-                stream = stream_report(engine, summary, cancel=token)
+                engine, stream = start(token)
                 self.call_from_thread(self._generation_started, ("chat", sid), engine)
-                for piece in stream:
-                    if self.coalescer.push(("chat", sid), piece):
-                        self.post_message(TextPending())
-                s = stream.stats
-                self.post_message(ChatFinished(sid, "echo", s.tokens_per_s, s.prompt_tokens, s.completion_tokens,
-                                               s.finish_reason))
-            except EngineError as exc:
-                self.post_message(ChatFinished(sid, "echo", error=str(exc)))
-            finally:
-                self._chat_cancel = None
-
-    @work(thread=True, group="chat")
-    def _chat_worker(self, sid: int, text: str, role: str) -> None:
-        with self._chat_lock:  # one answer at a time, in the order asked
-            token = CancelToken()
-            self._chat_cancel = token
-            try:
-                conv = self._conversation(role)
-                stream = conv.send(text, cancel=token)
-                self.call_from_thread(self._generation_started, ("chat", sid), conv.engine)
                 for piece in stream:
                     if self.coalescer.push(("chat", sid), piece):
                         self.post_message(TextPending())
