@@ -56,14 +56,18 @@ def test_a_catalogue_within_the_limit_is_left_whole():
     assert select_tools(cat, "anything", 20) is cat
 
 
-def test_retrieval_keeps_named_and_relevant_tools_in_catalogue_order():
+def test_retrieval_keeps_named_and_relevant_tools_named_first_then_best_match():
     cat = taskbench_catalogue()
     request = "Download the image at https://example.com/a.jpg, then use Image Colorizer on it"
     sub = select_tools(cat, request, 5)
     names = sub.names()
     assert len(names) == 5
-    assert "Image Colorizer" in names and "Image Downloader" in names
-    assert names == [n for n in cat.names() if n in names]  # deterministic prompt order
+    assert names[0] == "Image Colorizer"  # named outright
+    assert names[1] == "Image Downloader"  # the best BM25 match of the rest
+    scores = dict(zip(ToolIndex(cat).names, ToolIndex(cat).scores(request)))
+    rest = [scores[n] for n in names[1:]]
+    assert rest == sorted(rest, reverse=True)  # then best match first
+    assert select_tools(cat, request, 5).names() == names  # deterministic prompt order
     assert named_tools(cat, "please run Image Colorizer") == ["Image Colorizer"]
 
 

@@ -18,7 +18,7 @@ def register(sub) -> None:
     )
     p.add_argument("request", nargs="*", help="what to do (default: read stdin)")
     p.add_argument("--json", action="store_true", help="print only the plan as JSON")
-    p.add_argument("--catalogue", metavar="FILE", help="plan over the tools in this JSON file instead of agx's built-in tools")
+    p.add_argument("--catalogue", metavar="FILE", help="plan over the tools in this JSON file instead of agx's built-in tools (past mcp.max_tools, the most relevant ones)")
     p.add_argument("--repair-rounds", type=int, metavar="N", default=None,
                    help="times Delta may fix an invalid plan (default: execution.repair_rounds)")
     p.add_argument("--max-tasks", type=int, metavar="N", default=10, help="most tasks in a plan (default: 10)")
@@ -94,6 +94,10 @@ def run(ctx: CliContext) -> int:
         from agx.cli.cmd_mcp import planning_catalogue
 
         catalogue = planning_catalogue(ctx, catalogue, request)
+    else:  # a large catalogue file is narrowed like MCP tools (mcp.max_tools), as Delta trained on it
+        from agx.planning.retrieval import select_tools
+
+        catalogue = select_tools(catalogue, request, ctx.config.mcp.max_tools)
     if args.repair_rounds is not None and args.repair_rounds < 0:
         raise CliError("--repair-rounds must be 0 or more", EXIT_USAGE)
     if args.max_tasks < 1:

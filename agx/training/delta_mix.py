@@ -387,7 +387,9 @@ def build_mix(options: MixOptions, contexts: dict[str, str] | None = None) -> Mi
                 # Evaluation: the whole catalogue, as the planner would see it.
                 cat = prompt_catalogue(full, r["request"], options.retrieval_limit)
                 messages = build_plan_messages(r["request"], cat, None, style=options.style)
-                rec = _record(r["id"], r["source"], r["request"], r["plan"], messages, cat_ref, **extra)
+                # prompt_tools: what the planner's grammar allows too (agx/training/eval_plans.py)
+                rec = _record(r["id"], r["source"], r["request"], r["plan"], messages, cat_ref,
+                              prompt_tools=cat.names(), **extra)
                 if r["split"] == "validation":
                     held.append(rec)
                 if uses_unseen:

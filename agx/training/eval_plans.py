@@ -116,6 +116,11 @@ def evaluate_records(
         if cancel is not None and cancel.cancelled:
             break
         catalogue = resolve_catalogue(record.get("catalogue"), dataset_dir, cache)
+        shown = record.get("prompt_tools")
+        if isinstance(shown, list) and shown and all(n in catalogue.tools for n in shown):
+            # The tools retrieval put in this record's prompt: the planner's grammar allows only
+            # those (agx plan narrows a large catalogue the same way), so the eval does too.
+            catalogue = ToolCatalogue.of(catalogue.get(n) for n in shown)
         result = evaluate_record(record, engine, catalogue, options, cancel)
         scores.append(result.pop("_score"))
         tokens += result["completion_tokens"]
