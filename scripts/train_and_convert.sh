@@ -10,8 +10,9 @@
 #   scripts/train_and_convert.sh --role echo --name agenix-echo-v1 --sessions ~/src/repo1 --sessions ~/src/repo2 \
 #       --base-gguf models/llama-3.1-8b-instruct-q4_k_m.gguf --base-hf meta-llama/Llama-3.1-8B-Instruct
 #   scripts/train_and_convert.sh --name tiny --max-steps 3 --count 40 --eval-limit 2   # CPU smoke run
-#   scripts/train_and_convert.sh --name agenix-delta-smollm2 --mix --taskbench ../shared/data/taskbench/multimedia \
-#       --time-budget-min 100 --group-by-length     # Delta's mix (agx/training/delta_mix.py, compact prompt)
+#   scripts/train_and_convert.sh --name agenix-delta-smollm2 --mix --count 300 --taskbench ../shared/data/taskbench/multimedia \
+#       --epochs 2 --lr 6e-4 --time-budget-min 88 --group-by-length --default-for delta --outtype f16
+#       # the shipped Delta adapter (agx/training/delta_mix.py, compact prompt; README Fine-tuning)
 #
 # --base-gguf is what agx runs (the adapter is converted for it); --base-hf is what trains (the
 # same weights unquantized; default: the GGUF itself, dequantized by transformers). Extra
@@ -33,7 +34,8 @@ EVAL_LIMIT=50
 MIX=0
 MIX_STYLE=compact
 TRAIN_ARGS=()
-usage() { sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-2}"; }
+INSTALL_ARGS=()
+usage() { sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-2}"; }
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --role) ROLE="$2"; shift 2 ;;
@@ -49,6 +51,8 @@ while [[ $# -gt 0 ]]; do
     --eval-limit) EVAL_LIMIT="$2"; shift 2 ;;
     --mix) MIX=1; shift ;;
     --mix-style) MIX_STYLE="$2"; shift 2 ;;
+    --default-for) INSTALL_ARGS+=(--default-for "$2"); shift 2 ;;
+    --outtype) INSTALL_ARGS+=(--outtype "$2"); shift 2 ;;
     --group-by-length) TRAIN_ARGS+=("$1"); shift ;;
     --epochs|--max-steps|--lr|--rank|--alpha|--targets|--batch-size|--grad-accum|--max-seq-len|--time-budget-min|--threads)
       TRAIN_ARGS+=("$1" "$2"); shift 2 ;;
@@ -140,5 +144,7 @@ print(json.dumps(metrics, indent=2))
 PY
 
 log "5/5 install adapters/$NAME"
-"${AGX[@]}" adapters install "$PEFT" --base "$GGUF_PATH" --name "$NAME" --dataset "$TRAIN_FILE" --metrics "$METRICS" --force
+[[ "$ROLE" == delta && "$MIX" == 1 ]] && INSTALL_ARGS+=(--prompt-style "$MIX_STYLE")
+"${AGX[@]}" adapters install "$PEFT" --base "$GGUF_PATH" --name "$NAME" --dataset "$TRAIN_FILE" --metrics "$METRICS" --force \
+  "${INSTALL_ARGS[@]+"${INSTALL_ARGS[@]}"}"
 echo "done: select it with --set roles.$ROLE.adapter=$NAME (or roles.$ROLE.adapter in agx.toml)"

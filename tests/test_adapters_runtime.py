@@ -165,7 +165,7 @@ def test_roles_sharing_one_base_keep_their_own_adapter(tmp_path, adapters):
 
 def test_roles_with_different_adapters_share_one_base_load(tmp_path, adapters):
     _, a, _ = adapters
-    pool = _pool(tmp_path, f"roles.echo.adapter={a}")  # delta: no adapter
+    pool = _pool(tmp_path, f"roles.echo.adapter={a}", "roles.delta.adapter=none")  # delta: no adapter
     try:
         echo, delta = pool.engine("echo"), pool.engine("delta")
         assert echo.model is delta.model and pool.shared_models() == 1
@@ -209,7 +209,7 @@ def test_adapter_for_other_dims_or_arch_is_explained(tmp_path, adapters, tiny_mo
         pool.close()
 
 
-def test_install_list_check_and_switch_by_name(tmp_path, adapters, monkeypatch, capsys):
+def test_install_list_check_and_switch_by_name(tmp_path, adapters, monkeypatch, capsys, tiny_model_path):
     from agx.runtime.adapters import switch_role_adapter
 
     peft_a, _, b = adapters
@@ -252,3 +252,20 @@ def test_install_list_check_and_switch_by_name(tmp_path, adapters, monkeypatch, 
             switch_role_adapter(pool, "echo", "no-such-adapter")
     finally:
         pool.close()
+
+    # --default-for makes it the role's "auto" adapter on that base (and only on that base).
+    assert main(["-C", str(tmp_path), "adapters", "install", str(peft_a), "--base", "bundled:smollm2",
+                 "--name", "agenix-echo-auto", "--default-for", "echo", "--prompt-style", "compact"]) == 0
+    manifest = json.loads((tmp_path / "installed" / "agenix-echo-auto" / "manifest.json").read_text())
+    assert manifest["default_for"] == ["echo"] and manifest["prompt_style"] == "compact"
+    assert manifest["base_size_bytes"] == tiny_model_path.stat().st_size
+    pool = _pool(tmp_path)  # roles.echo.adapter = "auto", the default
+    try:
+        assert pool.engine("echo").info().adapter == "agenix-echo-auto"
+        assert pool.engine("delta").info().adapter is None  # nothing is installed as Delta's default here
+    finally:
+        pool.close()
+    capsys.readouterr()
+    assert main(["-C", str(tmp_path), "adapters", "list", "--json"]) == 0
+    rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
+    assert rows["agenix-echo-auto"]["used_by"] == ["echo"] and rows["agenix-echo-test"]["used_by"] == []

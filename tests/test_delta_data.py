@@ -157,7 +157,8 @@ def test_prompts_are_the_planners_prompts(pool, style):
 
 
 def test_planner_takes_its_prompt_style_from_the_role_config(tmp_path):
-    """roles.delta.prompt_style selects the style (default full, unchanged); an explicit argument wins."""
+    """roles.delta.prompt_style selects the style (default auto: the adapter's, else full); an explicit
+    argument wins."""
     from agx.config import load_config
     from agx.runtime.pool import EnginePool
 
@@ -171,7 +172,13 @@ def test_planner_takes_its_prompt_style_from_the_role_config(tmp_path):
             assert Planner(engine, cat, prompt_style="compact_example").prompt_style == "compact_example"
         finally:
             pool.close()
-    assert load_config(tmp_path, use_user_file=False).config.role("delta").prompt_style == "full"
+    assert load_config(tmp_path, use_user_file=False).config.role("delta").prompt_style == "auto"
+    bare = load_config(tmp_path, use_user_file=False, overrides=["roles.delta.adapter=none"]).config
+    pool = EnginePool(bare, tmp_path)
+    try:  # auto without an adapter that names a style: full
+        assert Planner(pool.engine("delta"), cat).prompt_style == "full"
+    finally:
+        pool.close()
     compact = build_plan_messages("Run the tests", cat, style="compact")[0]["content"]
     full = build_plan_messages("Run the tests", cat)[0]["content"]
     assert "- run_tests(command?): Run the project" in compact and "[exec]" not in compact

@@ -42,6 +42,10 @@ def register(sub) -> None:
     ins.add_argument("--dataset", metavar="FILE", help="training set file, hashed into the manifest")
     ins.add_argument("--metrics", metavar="FILE", help="JSON file of eval metrics for the manifest")
     ins.add_argument("--force", action="store_true", help="replace an installed adapter of the same name")
+    ins.add_argument("--default-for", action="append", choices=ROLE_NAMES, default=[], metavar="ROLE",
+                     help="make it ROLE's default on this base (roles.ROLE.adapter = \"auto\" loads it); repeatable")
+    ins.add_argument("--prompt-style", choices=["full", "compact", "compact_example"],
+                     help="the planning prompt it was trained with (roles.delta.prompt_style = \"auto\" follows it)")
     ins.set_defaults(func=run_install)
 
     ck = asub.add_parser("check", help="check that an adapter fits a base (architecture, tensor names and shapes)")
@@ -104,13 +108,17 @@ def _size(n: int) -> str:
 
 
 def _metrics_line(metrics: dict) -> str:
+    """Flat figures as they are; a per-set entry ({"valid_pct", "node_f1", ...}) as one fragment."""
     parts = []
     for key, value in metrics.items():
         if isinstance(value, float):
             parts.append(f"{key} {value:.4g}")
         elif isinstance(value, (int, str)):
             parts.append(f"{key} {value}")
-    return ", ".join(parts[:8]) or "-"
+        elif isinstance(value, dict) and "valid_pct" in value:
+            parts.append(f"{key}: valid {value['valid_pct']:.4g}%, node F1 {value.get('node_f1', 0):.4g}, "
+                         f"edge F1 {value.get('edge_f1', 0):.4g}")
+    return "; ".join(parts[:8]) or "-"
 
 
 def run_list(ctx: CliContext) -> int:
@@ -183,6 +191,7 @@ def run_install(ctx: CliContext) -> int:
     folder, result = _convert_errors(lambda: install_adapter(
         _path_arg(ctx, a.peft_dir), base, a.name, ctx.config, outtype=a.outtype, dataset=dataset,
         metrics=metrics, force=a.force,
+        extra={k: v for k, v in (("default_for", a.default_for), ("prompt_style", a.prompt_style)) if v},
     ))
     _print_result(result, result.out_path)
     print(f"installed {a.name} in {folder}; select it with: --set roles.<role>.adapter={a.name}  (or in agx.toml)")

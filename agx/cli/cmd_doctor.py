@@ -84,6 +84,9 @@ def run(ctx: CliContext) -> int:
               f"KV cache at n_ctx={rc.n_ctx}: {human_bytes(info.kv_cache_bytes(rc.n_ctx))}")
         uses_gpu = offload and rc.n_gpu_layers != 0
         print(f"  runs on: {accelerator_name() if uses_gpu else 'CPU'}, {rc.n_threads or default_threads()} threads")
+        adapter_ok, adapter_text = _adapter_report(ctx, role, rc, resolved.path)
+        print(f"  adapter: {adapter_text}")
+        worst = max(worst, 0 if adapter_ok else 1)
         verdict, why = _verdict(need, hw, uses_gpu)
         print(f"  verdict: {verdict} — {why}")
         if resolved.is_bundled:
@@ -96,6 +99,45 @@ def run(ctx: CliContext) -> int:
 
     worst = max(worst, doctor_report(ctx))
     return max(worst, 0 if build_ok else 1)
+
+
+def _adapter_report(ctx: CliContext, role: str, rc, base_path) -> tuple[bool, str]:
+    """One line on the role's LoRA adapter: which, why (auto or named), whether it fits this
+    base (the manifest's base sha256 against the file, then the tensor shapes)."""
+    from agx.runtime.adapters import (ADAPTER_AUTO, ADAPTER_OFF, adapter_prompt_style, check_adapter_against_base,
+                                      file_sha256, read_manifest, role_adapter)
+    from agx.runtime.engine import EngineError
+    from agx.runtime.gguf_info import GGUFError, human_bytes, read_gguf_info
+
+    spec = rc.adapter
+    if not spec or spec.lower() in ADAPTER_OFF:
+        return True, f"none (off: roles.{role}.adapter = \"none\")"
+    try:
+        path = role_adapter(role, spec, base_path, ctx.config, ctx.base_dir)
+    except EngineError as exc:
+        return False, f"MISSING — {exc}"
+    if path is None:
+        return True, "none (no adapter is shipped for this model)"
+    how = (f"on by default for this model (roles.{role}.adapter = \"auto\"; \"none\" turns it off)"
+           if spec.lower() == ADAPTER_AUTO else f"roles.{role}.adapter = \"{spec}\"")
+    name = path.parent.name if path.name == "adapter.gguf" else path.name
+    try:
+        manifest = read_manifest(path.parent) if path.name == "adapter.gguf" else {}
+        expected = manifest.get("base_sha256")
+        if expected and expected != file_sha256(base_path):
+            return False, f"{name} — BASE MISMATCH: its manifest's base sha256 is not {base_path.name}'s ({how})"
+        check_adapter_against_base(path, read_gguf_info(base_path))
+    except (EngineError, GGUFError, OSError) as exc:
+        return False, f"{name} — BROKEN: {exc}"
+    style = adapter_prompt_style(path)
+    facts = [human_bytes(path.stat().st_size)]
+    if manifest.get("rank"):
+        facts.append(f"rank {manifest['rank']}")
+    if expected:
+        facts.append("base sha256 matches")
+    if style and rc.prompt_style == "auto":
+        facts.append(f"{style} planning prompt")
+    return True, f"{name} ({', '.join(facts)}) — {how}"
 
 
 def _print_build_check(needed: bool, recheck: bool) -> bool:

@@ -20,7 +20,8 @@ def register(sub) -> None:
         "outputs count as empty predictions. Writes per-sample results as JSON Lines and prints a table.",
     )
     e.add_argument("dataset", help="a plan dataset (.jsonl from `agx data delta`)")
-    e.add_argument("--adapter", help="LoRA adapter for the role: a name under adapters/ or a .gguf path; 'none' for the bare base")
+    e.add_argument("--adapter", help="LoRA adapter for the role: a name under adapters/ or a .gguf path; 'none' for the bare base "
+                   "(default: the role's adapter setting, 'auto' = the adapter shipped for its model)")
     e.add_argument("--role", choices=["echo", "delta"], default="delta", help="whose model plans (default: delta)")
     e.add_argument("--limit", type=int, help="score only the first N records")
     e.add_argument("--max-tokens", type=int, default=768, help="cap on each plan's length in tokens (default 768)")

@@ -40,8 +40,10 @@ class RoleConfig(_Strict):
     n_batch: int = Field(512, ge=1)
     # Overrides the chat template from GGUF metadata (a llama-cpp-python chat_format name).
     chat_format: str | None = None
-    # LoRA adapter: a name under adapters/ or a path to a .gguf adapter.
-    adapter: str | None = None
+    # LoRA adapter: a name under adapters/, a path to a .gguf adapter, "auto" (the adapter
+    # shipped for this role on this base model, if installed: agenix-delta-smollm2 for Delta
+    # on the bundled model) or "none".
+    adapter: str | None = "auto"
     adapter_scale: float = 1.0
     sampling: SamplingConfig = Field(default_factory=SamplingConfig)
     # In-process grammar-constrained output (plans): "fast" checks the model's own choice
@@ -53,7 +55,8 @@ class RoleConfig(_Strict):
     # example over the catalogue's tools) or "compact" (one instruction line, one short line per
     # tool), "compact_example" (+ a generic example). The bundled 135M model copies the full
     # prompt's example plan; compact costs a third fewer prompt tokens (README, Performance).
-    prompt_style: Literal["full", "compact", "compact_example"] = "full"
+    # "auto": the style the role's adapter was trained with (its manifest), else "full".
+    prompt_style: Literal["auto", "full", "compact", "compact_example"] = "auto"
     system_prompt: str | None = None
     # Remote backend (backend = "openai").
     base_url: str | None = None

@@ -27,6 +27,7 @@ from agx.planning.schema_grammar import plan_gbnf, plan_json_schema
 from agx.planning.stream_parser import PlanStreamParser, parse_plan_text
 from agx.planning.tools import ToolCatalogue
 from agx.planning.validate import ValidationReport, validate_plan
+from agx.runtime.adapters import adapter_prompt_style
 from agx.runtime.engine import CancelToken, ChatRequest, Engine, EngineError, GenerationStats
 from agx.workspace.plan_store import new_plan_id  # the one plan id format (planner, runs, the shell)
 
@@ -108,8 +109,12 @@ class Planner:
         prompt_style: str | None = None,
     ):
         self.engine = engine
-        # agx/planning/prompt.py PROMPT_STYLES; default: the role's config (roles.delta.prompt_style).
-        self.prompt_style = prompt_style or getattr(getattr(engine, "role", None), "prompt_style", None) or DEFAULT_PROMPT_STYLE
+        # agx/planning/prompt.py PROMPT_STYLES; default: the role's config (roles.delta.prompt_style),
+        # where "auto" is the style the engine's adapter was trained with.
+        style = prompt_style or getattr(getattr(engine, "role", None), "prompt_style", None)
+        if style in (None, "auto"):
+            style = adapter_prompt_style(getattr(engine, "adapter_path", None))
+        self.prompt_style = style or DEFAULT_PROMPT_STYLE
         self.catalogue = catalogue
         self.repo_dir = Path(repo_dir) if repo_dir is not None else None
         self.repair_rounds = max(0, repair_rounds)

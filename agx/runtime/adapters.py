@@ -45,6 +45,57 @@ def resolve_adapter(name_or_path: str, config: AgxConfig, repo_dir: Path | None 
     return path
 
 
+# roles.<role>.adapter: "auto" (the default) = the adapter shipped for this role on this base
+# model, if one is installed; "none" or "off" = the bare base.
+ADAPTER_AUTO = "auto"
+ADAPTER_OFF = ("none", "off")
+
+
+def shipped_adapter_for(role: str, base_path: Path, config: AgxConfig) -> Path | None:
+    """The adapter installed as `role`'s default on this base file: the first adapters/<name>/
+    whose manifest lists the role in "default_for" and whose base_file and base_size_bytes are
+    this file's (agenix-delta-smollm2 for Delta on the bundled model). A cheap match, done at
+    every load; `agx doctor` and the tests check the full base_sha256."""
+    folder = adapters_dir(config)
+    try:
+        size = Path(base_path).stat().st_size
+        subs = sorted(p for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
+    except OSError:
+        return None
+    for sub in subs:
+        try:
+            manifest = read_manifest(sub)
+        except EngineError:
+            continue  # a broken manifest never selects itself; `agx adapters list` reports it
+        if (role in (manifest.get("default_for") or []) and manifest.get("base_file") == Path(base_path).name
+                and manifest.get("base_size_bytes") == size and (sub / ADAPTER_FILE).is_file()):
+            return sub / ADAPTER_FILE
+    return None
+
+
+def role_adapter(role: str, spec: str | None, base_path: Path | None, config: AgxConfig,
+                 repo_dir: Path | None = None) -> Path | None:
+    """The adapter file roles.<role>.adapter selects for this base (None: the bare base).
+    Raises EngineError for a named adapter that is not there."""
+    if not spec or spec.lower() in ADAPTER_OFF:
+        return None
+    if spec.lower() == ADAPTER_AUTO:
+        return shipped_adapter_for(role, base_path, config) if base_path is not None else None
+    return resolve_adapter(spec, config, repo_dir)
+
+
+def adapter_prompt_style(path: str | Path | None) -> str | None:
+    """The planning prompt style an installed adapter was trained with (its manifest's
+    "prompt_style"), so the planner shows it the prompt it learned; None if it does not say."""
+    if not path or Path(path).name != ADAPTER_FILE:
+        return None
+    try:
+        style = read_manifest(Path(path).parent).get("prompt_style")
+    except EngineError:
+        return None
+    return style if isinstance(style, str) else None
+
+
 def check_adapter_against_base(adapter_path: Path, base: GGUFInfo) -> None:
     """Raise EngineError explaining why this adapter cannot be applied to this base."""
     try:
@@ -194,16 +245,32 @@ def roles_using(config: AgxConfig, gguf_path: Path, repo_dir: Path | None = None
     """The roles whose configured adapter resolves to this file."""
     users = []
     for role in ROLE_NAMES:
-        spec = config.role(role).adapter
-        if not spec:
-            continue
-        try:
-            resolved = resolve_adapter(spec, config, repo_dir)
-        except EngineError:
-            continue
-        if resolved.resolve() == Path(gguf_path).resolve():
+        resolved = _configured_adapter(config, role, repo_dir)
+        if resolved is not None and resolved.resolve() == Path(gguf_path).resolve():
             users.append(role)
     return users
+
+
+def _configured_adapter(config: AgxConfig, role: str, repo_dir: Path | None) -> Path | None:
+    """What the role's adapter setting selects for its configured model, None when nothing
+    (a remote role, an unresolvable model or a missing adapter included)."""
+    rc = config.role(role)
+    if rc.backend == "openai":
+        return None
+    base = None
+    if rc.adapter and rc.adapter.lower() == ADAPTER_AUTO:
+        from agx.runtime.models import ModelSpecError, resolve_model
+
+        try:
+            base = resolve_model(rc.model, config, repo_dir).path
+        except ModelSpecError:
+            return None
+        if base is None or not base.is_file():
+            return None
+    try:
+        return role_adapter(role, rc.adapter, base, config, repo_dir)
+    except EngineError:
+        return None
 
 
 def list_adapters(config: AgxConfig, repo_dir: Path | None = None) -> list[InstalledAdapter]:
@@ -218,14 +285,8 @@ def list_adapters(config: AgxConfig, repo_dir: Path | None = None) -> list[Insta
                 found.append(describe_adapter(sub.name, gguf_path))
                 seen.add(gguf_path.resolve())
     for role in ROLE_NAMES:  # a role may point at a file outside adapters/
-        spec = config.role(role).adapter
-        if not spec:
-            continue
-        try:
-            path = resolve_adapter(spec, config, repo_dir)
-        except EngineError:
-            continue
-        if path.resolve() not in seen:
+        path = _configured_adapter(config, role, repo_dir)
+        if path is not None and path.resolve() not in seen:
             seen.add(path.resolve())
             found.append(describe_adapter(path.name, path))
     for entry in found:
@@ -244,7 +305,8 @@ def file_sha256(path: Path, chunk: int = 4 * 2**20) -> str:
 def switch_role_adapter(pool, role: str, name_or_path: str | None, scale: float | None = None) -> Path | None:
     """Switch a running role's adapter without reloading its base model (for the shell).
 
-    `name_or_path` None (or "none") returns the role to the bare base. The role's config is
+    `name_or_path` None (or "none") returns the role to the bare base; "auto" to the adapter
+    shipped for its base, if any. The role's config is
     not changed: the switch lasts for this session. Returns the adapter file now in use.
     """
     engine = pool.engine(role)
@@ -252,8 +314,8 @@ def switch_role_adapter(pool, role: str, name_or_path: str | None, scale: float 
         raise EngineError(f"roles.{role} runs on a remote server; its adapter is chosen there, not by agx")
     if scale is None:
         scale = pool.config.role(role).adapter_scale
-    path = None
-    if name_or_path and name_or_path.lower() != "none":
-        path = resolve_adapter(name_or_path, pool.config, pool.repo_dir)
+    model = getattr(engine, "model", None)
+    base = Path(model.settings.path) if model is not None else None
+    path = role_adapter(role, name_or_path, base, pool.config, pool.repo_dir)
     engine.set_adapter(path, scale)
     return path

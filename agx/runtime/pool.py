@@ -51,11 +51,10 @@ class EnginePool:
             hint = f"run `agx models pull {role}`" if resolved.kind == "hf" else "check the path"
             raise EngineError(f"roles.{role}.model: {resolved.path} does not exist — {hint}")
         check_fits(role, rc, resolved.path)
-        adapter = None
-        if rc.adapter:
-            from agx.runtime.adapters import resolve_adapter
+        from agx.runtime.adapters import role_adapter
 
-            adapter = resolve_adapter(rc.adapter, self.config, self.repo_dir)
+        # "auto" (the default): the adapter shipped for this role on this base, if installed.
+        adapter = role_adapter(role, rc.adapter, resolved.path, self.config, self.repo_dir)
         settings = LoadSettings.from_role(rc, resolved.path, adapter)
         # The adapter is not part of the load key: each engine applies its own adapter under the
         # model lock before generating, so roles with different adapters still share one base.

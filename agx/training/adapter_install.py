@@ -56,6 +56,7 @@ def install_adapter(
         "base_model": base_info.name or Path(base_gguf).name,
         "base_file": Path(base_gguf).name,
         "base_sha256": file_sha256(Path(base_gguf)) if hash_base else None,
+        "base_size_bytes": Path(base_gguf).stat().st_size,  # with base_file: the cheap match "auto" makes
         "base_hf": peft_cfg.get("base_model_name_or_path"),
         "architecture": result.architecture,
         "rank": result.rank,

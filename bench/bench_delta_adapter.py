@@ -1,0 +1,92 @@
+"""The shipped Delta adapter against the bare bundled model, same run, same held-out files (issue #15).
+
+    python bench/bench_delta_adapter.py [--data DIR] [--limit-coding N] [--limit-taskbench N]
+                                        [--limit-unseen N] [--adapter agenix-delta-smollm2]
+
+For each held-out file of Delta's mix (agx/training/delta_mix.py, rebuilt into a temporary folder
+unless --data names one):
+
+  delta-validation                      agx's coding requests in 3 projects never trained on
+  taskbench-multimedia-validation       TaskBench multimedia's held-out split (ids ending 0-2), 128
+  taskbench-multimedia-unseen-tools     requests using 4 tools no training prompt showed
+
+it runs what a user runs, `agx eval plans FILE --adapter none|NAME` (a subprocess each: greedy,
+grammar-constrained over the tools in each record's prompt, TaskBench's scoring with unparseable
+outputs counted as empty), and prints parseable %, valid DAG %, node F1, edge F1 and seconds per
+record for base and adapter, and the adapter's ratio to the base. Run it on an idle machine (under
+the CPU lock on a shared one): the two runs of each file are sequential, never concurrent.
+Results: bench/results/delta-adapter/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SETS = ("delta-validation", "taskbench-multimedia-validation", "taskbench-multimedia-unseen-tools")
+TASKBENCH = ROOT.parent / "shared" / "data" / "taskbench" / "multimedia"
+
+
+def build_data(out: Path) -> None:
+    subprocess.run([sys.executable, "-m", "agx.training.delta_mix", "-o", str(out), "--coding", "300",
+                    "--style", "compact", "--taskbench", str(TASKBENCH)], check=True, cwd=ROOT)
+
+
+def evaluate(data: Path, name: str, adapter: str, limit: int | None, out_dir: Path, threads: int) -> dict:
+    out = out_dir / f"{'base' if adapter == 'none' else 'adapter'}-{name}.jsonl"
+    cmd = [sys.executable, "-m", "agx", "--set", f"roles.delta.n_threads={threads}", "eval", "plans",
+           str(data / f"{name}.jsonl"), "--adapter", adapter, "--out", str(out), "--quiet"]
+    if limit:
+        cmd += ["--limit", str(limit)]
+    subprocess.run(cmd, check=True, cwd=ROOT, env={**os.environ, "AGX_SKIP_BUILD_CHECK": "1"})
+    summary = json.loads(out.with_suffix(".summary.json").read_text())
+    summary["s_per_record"] = summary["extra"]["seconds"] / max(1, summary["samples"])
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", type=Path, help="a folder written by agx.training.delta_mix (default: build one)")
+    ap.add_argument("--adapter", default="agenix-delta-smollm2")
+    ap.add_argument("--limit-coding", type=int, default=0, help="first N records of delta-validation (0: all 84)")
+    ap.add_argument("--limit-taskbench", type=int, default=0, help="first N of the TaskBench held-out split (0: all 128)")
+    ap.add_argument("--limit-unseen", type=int, default=0, help="first N of the unseen-tools file (0: all 104)")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "delta-adapter")
+    args = ap.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    limits = dict(zip(SETS, (args.limit_coding, args.limit_taskbench, args.limit_unseen)))
+    with tempfile.TemporaryDirectory(prefix="agx-bench-delta-") as tmp:
+        data = args.data
+        if data is None:
+            data = Path(tmp) / "data"
+            build_data(data)
+        rows = []
+        for name in SETS:
+            base = evaluate(data, name, "none", limits[name] or None, args.out, args.threads)
+            tuned = evaluate(data, name, args.adapter, limits[name] or None, args.out, args.threads)
+            rows.append((name, base, tuned))
+    head = f"{'set':<36} {'model':<8} {'n':>4} {'parse%':>7} {'valid%':>7} {'nodeF1':>7} {'edgeF1':>7} {'s/rec':>6}"
+    print(head)
+    print("-" * len(head))
+    for name, base, tuned in rows:
+        for label, s in (("base", base), ("adapter", tuned)):
+            print(f"{name:<36} {label:<8} {s['samples']:>4} {s['parseable_pct']:>7.1f} {s['valid_pct']:>7.1f} "
+                  f"{s['node_f1']:>7.2f} {s['edge_f1']:>7.2f} {s['s_per_record']:>6.2f}")
+        ratio = lambda k: (f"{tuned[k] / base[k]:.2f}x" if base[k] else "n/a (base 0)")  # noqa: E731
+        print(f"{'':<36} ratio    valid {ratio('valid_pct')}, node F1 {ratio('node_f1')}, "
+              f"time per record {tuned['s_per_record'] / base['s_per_record']:.2f}x")
+    (args.out / "summary.json").write_text(json.dumps(
+        {name: {"base": base, "adapter": tuned} for name, base, tuned in rows}, indent=2))
+    print(f"\nper-record results: {args.out}/")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

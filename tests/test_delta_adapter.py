@@ -1,0 +1,156 @@
+"""The shipped Delta adapter (adapters/agenix-delta-smollm2/) on the real bundled model.
+
+It is what a fresh install plans with: roles.delta.adapter = "auto" loads it for the bundled
+model, and roles.delta.prompt_style = "auto" gives it the compact prompt it was trained on.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from agx.config import load_config
+from agx.runtime.adapters import (adapter_prompt_style, adapters_dir, check_adapter_against_base, file_sha256,
+                                  read_manifest, role_adapter, shipped_adapter_for)
+from agx.runtime.bundled import bundled_model_path
+from agx.runtime.gguf_info import read_gguf_info
+from agx.runtime.pool import EnginePool
+
+ROOT = Path(__file__).resolve().parents[1]
+SHIPPED = ROOT / "adapters" / "agenix-delta-smollm2"
+
+GREET = '''def greet(name):
+    """Say hello."""
+    return f"Hello, {name}!"
+
+
+def shout(text):
+    return text.upper() + "!"
+'''
+GREET_TEST = '''from greet import greet, shout
+
+
+def test_greet():
+    assert greet("Ada") == "Hello, Ada!"
+
+
+def test_shout():
+    assert shout("hi") == "HI!"
+'''
+
+
+def _config(tmp_path):
+    return load_config(tmp_path, use_user_file=False).config
+
+
+def test_the_adapter_is_shipped_with_a_manifest_that_names_the_bundled_base():
+    manifest = read_manifest(SHIPPED)
+    gguf = SHIPPED / "adapter.gguf"
+    assert gguf.is_file() and gguf.stat().st_size == manifest["size_bytes"]
+    base = bundled_model_path()
+    assert manifest["base_file"] == base.name
+    assert manifest["base_sha256"] == file_sha256(base)  # trained and converted for this exact file
+    assert manifest["dataset_sha256"] and len(manifest["dataset_sha256"]) == 64
+    assert manifest["default_for"] == ["delta"] and manifest["prompt_style"] == "compact"
+    for key in ("delta-validation", "taskbench-multimedia-validation"):
+        assert 0 <= manifest["eval"][key]["valid_pct"] <= 100
+    check_adapter_against_base(gguf, read_gguf_info(base))  # tensor names and shapes fit
+
+
+def test_auto_selects_it_for_delta_on_the_bundled_model_and_none_turns_it_off(tmp_path):
+    config = _config(tmp_path)
+    base = bundled_model_path()
+    assert config.role("delta").adapter == "auto" and config.role("delta").prompt_style == "auto"
+    assert adapters_dir(config) == ROOT / "adapters"
+    assert shipped_adapter_for("delta", base, config) == SHIPPED / "adapter.gguf"
+    assert shipped_adapter_for("echo", base, config) is None  # shipped for Delta only
+    assert role_adapter("delta", "none", base, config) is None
+    assert role_adapter("delta", "auto", tmp_path / "other.gguf", config) is None  # another base: nothing
+    assert adapter_prompt_style(SHIPPED / "adapter.gguf") == "compact"
+
+
+def test_the_pool_loads_it_for_delta_and_the_planner_uses_its_prompt_style(tmp_path):
+    from agx.execution.builtin_tools import builtin_catalogue
+    from agx.planning.planner import Planner
+
+    pool = EnginePool(_config(tmp_path), tmp_path)
+    try:
+        delta = pool.engine("delta")
+        assert delta.info().adapter == "agenix-delta-smollm2"
+        assert pool.engine("echo").info().adapter is None
+        assert Planner(delta, builtin_catalogue()).prompt_style == "compact"
+    finally:
+        pool.close()
+    off = load_config(tmp_path, use_user_file=False, overrides=["roles.delta.adapter=none"]).config
+    pool = EnginePool(off, tmp_path)
+    try:
+        assert pool.engine("delta").info().adapter is None
+        assert Planner(pool.engine("delta"), builtin_catalogue()).prompt_style == "full"
+    finally:
+        pool.close()
+
+
+def test_doctor_says_the_adapter_is_on_and_its_base_matches(tmp_path):
+    env = {**os.environ, "AGX_SKIP_BUILD_CHECK": "1"}
+    out = subprocess.run([sys.executable, "-m", "agx", "doctor"], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=300)
+    delta = out.stdout.split("[delta]", 1)[1]
+    line = next(ln for ln in delta.splitlines() if ln.strip().startswith("adapter:"))
+    assert "agenix-delta-smollm2" in line and "base sha256 matches" in line and "on by default" in line
+    off = subprocess.run([sys.executable, "-m", "agx", "--set", "roles.delta.adapter=none", "doctor"], cwd=tmp_path,
+                         env=env, capture_output=True, text=True, timeout=300)
+    assert 'adapter: none (off: roles.delta.adapter = "none")' in off.stdout.split("[delta]", 1)[1]
+
+
+def _greet_repo(tmp_path: Path) -> Path:
+    repo = tmp_path / "greet"
+    (repo / "src").mkdir(parents=True)
+    (repo / "tests").mkdir()
+    (repo / "src" / "greet.py").write_text(GREET)
+    (repo / "tests" / "test_greet.py").write_text(GREET_TEST)
+    (repo / "README.md").write_text("# greet\n\nGreetings.\n")
+    for args in (["init", "-q", "-b", "main"], ["add", "-A"],
+                 ["-c", "user.email=t@agx", "-c", "user.name=t", "commit", "-q", "-m", "initial"]):
+        subprocess.run(["git", *args], cwd=repo, check=True)
+    return repo
+
+
+def _ancestors(tasks: dict, tid: str) -> set[str]:
+    seen, todo = set(), list(tasks[tid]["deps"])
+    while todo:
+        t = todo.pop()
+        if t not in seen:
+            seen.add(t)
+            todo.extend(tasks[t]["deps"])
+    return seen
+
+
+EDIT_TOOLS = {"code", "edit_file", "write_file"}
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize("request_text", [
+    "Add a function farewell(name) to src/greet.py that returns 'Goodbye, NAME!' and add a test for it",
+    "Fix the bug in shout in src/greet.py: it adds two exclamation marks",
+    "Add a test for greet with an empty name to tests/test_greet.py",
+])
+def test_agx_plan_with_the_adapter_reads_then_edits_then_runs_the_tests(tmp_path, request_text):
+    repo = _greet_repo(tmp_path)
+    out = subprocess.run([sys.executable, "-m", "agx", "plan", "--json", "--no-log", request_text], cwd=repo,
+                         capture_output=True, text=True, timeout=600, env={**os.environ, "AGX_SKIP_BUILD_CHECK": "1"})
+    assert out.returncode == 0, out.stderr  # 0: a valid plan
+    plan = json.loads(out.stdout)
+    tasks = {t["id"]: t for t in plan["tasks"]}
+    reads = {tid for tid, t in tasks.items() if t["tool"] == "read_files"}
+    edits = [tid for tid, t in tasks.items() if t["tool"] in EDIT_TOOLS]
+    runs = [tid for tid, t in tasks.items() if t["tool"] == "run_tests"]
+    assert reads and edits and runs, plan
+    assert all(_ancestors(tasks, e) & reads for e in edits), plan  # a read before each edit
+    assert any(set(edits) <= _ancestors(tasks, r) for r in runs), plan  # the tests run after the edits
+    assert any("greet.py" in json.dumps(tasks[e]["args"]) for e in edits), plan  # the file the request names
