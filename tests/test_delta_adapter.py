@@ -56,7 +56,7 @@ def test_the_adapter_is_shipped_with_a_manifest_that_names_the_bundled_base():
     assert manifest["base_file"] == base.name
     assert manifest["base_sha256"] == file_sha256(base)  # trained and converted for this exact file
     assert manifest["dataset_sha256"] and len(manifest["dataset_sha256"]) == 64
-    assert manifest["default_for"] == ["delta"] and manifest["prompt_style"] == "compact"
+    assert manifest["default_for"] == ["delta"] and manifest["prompt_style"] == "compact" and manifest["purpose"] == "plan"
     for key in ("delta-validation", "taskbench-multimedia-validation"):
         assert 0 <= manifest["eval"][key]["valid_pct"] <= 100
     check_adapter_against_base(gguf, read_gguf_info(base))  # tensor names and shapes fit
@@ -91,6 +91,22 @@ def test_the_pool_loads_it_for_delta_and_the_planner_uses_its_prompt_style(tmp_p
     try:
         assert pool.engine("delta").info().adapter is None
         assert Planner(pool.engine("delta"), builtin_catalogue()).prompt_style == "full"
+    finally:
+        pool.close()
+
+
+def test_the_plan_only_adapter_is_applied_to_plans_alone(tmp_path):
+    """Its manifest says purpose "plan": code and answers from Delta run on the bare base."""
+    from agx.runtime.engine import ChatRequest
+
+    pool = EnginePool(_config(tmp_path), tmp_path)
+    try:
+        delta = pool.engine("delta")
+        ask = ChatRequest(messages=[{"role": "user", "content": "Say hi"}], max_tokens=3, temperature=0.0)
+        delta.complete(ask)
+        assert delta.model.active_adapter[0] is None
+        delta.complete(ChatRequest(messages=ask.messages, max_tokens=3, temperature=0.0, purpose="plan"))
+        assert delta.model.active_adapter[0] == str(SHIPPED / "adapter.gguf")
     finally:
         pool.close()
 

@@ -158,7 +158,9 @@ def test_delta_plans_over_real_mcp_servers_and_the_plan_runs(tiny_model_path, gi
         try:
             planner = Planner(engine, catalogue, repair_rounds=1, max_tokens=300)
             system = planner.messages_for("x")[0]["content"]
-            assert "- time.get_current_time(timezone: string) [read]: Get current time in a specific timezone" in system
+            # The default Delta on the bundled model: the shipped adapter's compact prompt line.
+            assert planner.prompt_style == "compact"
+            assert "- time.get_current_time(timezone): Get current time in a specific timezone" in system
             assert '\\"time.get_current_time\\"' in planner.grammar
             result = planner.plan("Use time.get_current_time to get the current time in the Asia/Tokyo timezone")
         finally:

@@ -46,6 +46,8 @@ def register(sub) -> None:
                      help="make it ROLE's default on this base (roles.ROLE.adapter = \"auto\" loads it); repeatable")
     ins.add_argument("--prompt-style", choices=["full", "compact", "compact_example"],
                      help="the planning prompt it was trained with (roles.delta.prompt_style = \"auto\" follows it)")
+    ins.add_argument("--purpose", choices=["plan"],
+                     help="what it was trained for: 'plan' = applied to Delta's plans only, never to code or answers")
     ins.set_defaults(func=run_install)
 
     ck = asub.add_parser("check", help="check that an adapter fits a base (architecture, tensor names and shapes)")
@@ -191,7 +193,8 @@ def run_install(ctx: CliContext) -> int:
     folder, result = _convert_errors(lambda: install_adapter(
         _path_arg(ctx, a.peft_dir), base, a.name, ctx.config, outtype=a.outtype, dataset=dataset,
         metrics=metrics, force=a.force,
-        extra={k: v for k, v in (("default_for", a.default_for), ("prompt_style", a.prompt_style)) if v},
+        extra={k: v for k, v in (("default_for", a.default_for), ("prompt_style", a.prompt_style),
+                                 ("purpose", a.purpose)) if v},
     ))
     _print_result(result, result.out_path)
     print(f"installed {a.name} in {folder}; select it with: --set roles.<role>.adapter={a.name}  (or in agx.toml)")

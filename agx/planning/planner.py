@@ -177,9 +177,9 @@ class Planner:
         cancel: CancelToken | None,
     ) -> str | None:
         if self.grammar is not None:
-            request = ChatRequest(messages=messages, grammar=self.grammar, max_tokens=self.max_tokens)
+            request = ChatRequest(messages=messages, grammar=self.grammar, max_tokens=self.max_tokens, purpose="plan")
         else:
-            request = ChatRequest(messages=messages, json_schema=self.schema, max_tokens=self.max_tokens)
+            request = ChatRequest(messages=messages, json_schema=self.schema, max_tokens=self.max_tokens, purpose="plan")
         parser = PlanStreamParser()
         try:
             stream = self.engine.chat(request, cancel)

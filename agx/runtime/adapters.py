@@ -84,6 +84,18 @@ def role_adapter(role: str, spec: str | None, base_path: Path | None, config: Ag
     return resolve_adapter(spec, config, repo_dir)
 
 
+def adapter_purpose(path: str | Path | None) -> str | None:
+    """What an installed adapter was trained for (its manifest's "purpose", e.g. "plan"); None
+    means everything the role generates."""
+    if not path or Path(path).name != ADAPTER_FILE:
+        return None
+    try:
+        purpose = read_manifest(Path(path).parent).get("purpose")
+    except EngineError:
+        return None
+    return purpose if isinstance(purpose, str) else None
+
+
 def adapter_prompt_style(path: str | Path | None) -> str | None:
     """The planning prompt style an installed adapter was trained with (its manifest's
     "prompt_style"), so the planner shows it the prompt it learned; None if it does not say."""

@@ -73,6 +73,10 @@ class ChatRequest:
     # A raw GBNF grammar (in-process backends only); ignored when json_schema is set.
     grammar: str | None = None
     seed: int | None = None
+    # What the output is for: "plan" for Delta's plans. An adapter whose manifest says
+    # "purpose": "plan" (agenix-delta-smollm2) is applied to those requests only; everything
+    # else the role generates (code, answers) runs on the bare base it was not trained away from.
+    purpose: str | None = None
 
 
 @dataclass

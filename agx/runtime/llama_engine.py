@@ -358,6 +358,7 @@ class LlamaCppEngine(Engine):
         # applied under the model lock before each generation (a no-op when already active).
         self.adapter_path: str | None = model.settings.adapter_path
         self.adapter_scale: float = model.settings.adapter_scale
+        self._purpose_of: tuple[str | None, str | None] = (None, None)  # (adapter path, its manifest's purpose)
         # How grammar-constrained output is sampled: "fast" (the grammar only when the model's
         # choice breaks it) or "grammar_first" (llama-cpp-python's chain, the grammar over the
         # whole vocabulary every token). Settable per engine so one process can compare both.
@@ -373,6 +374,18 @@ class LlamaCppEngine(Engine):
         self.wait_loaded()
         self.model.set_adapter(path, scale)
         self.adapter_path, self.adapter_scale = path, scale
+
+    def _adapter_for(self, request: ChatRequest) -> str | None:
+        """The adapter this generation runs with: none for a request outside the adapter's
+        purpose (a plan-only adapter never writes code or chat answers)."""
+        if self.adapter_path is None:
+            return None
+        if self._purpose_of[0] != self.adapter_path:  # read once per adapter, not per generation
+            from agx.runtime.adapters import adapter_purpose
+
+            self._purpose_of = (self.adapter_path, adapter_purpose(self.adapter_path))
+        purpose = self._purpose_of[1]
+        return self.adapter_path if purpose is None or purpose == request.purpose else None
 
     @property
     def sampling(self) -> SamplingConfig:
@@ -422,7 +435,7 @@ class LlamaCppEngine(Engine):
         try:
             if llama is None:
                 raise EngineError("model was closed")
-            self.model.apply_adapter(self.adapter_path, self.adapter_scale)
+            self.model.apply_adapter(self._adapter_for(request), self.adapter_scale)
             if self.constrained_sampling not in SAMPLING_MODES:
                 raise EngineError(f"constrained_sampling must be one of {', '.join(SAMPLING_MODES)}, not {self.constrained_sampling!r}")
             if grammar is not None:

@@ -65,7 +65,7 @@ def evaluate_record(
     schema = plan_json_schema(catalogue, max_tasks=options.max_tasks, max_deps=options.max_deps)
     request = ChatRequest(
         messages=prompt_messages(record, catalogue), json_schema=schema, temperature=0.0,
-        max_tokens=options.max_tokens, seed=options.seed,
+        max_tokens=options.max_tokens, seed=options.seed, purpose="plan",
     )
     t0 = time.perf_counter()
     error = None
