@@ -104,8 +104,8 @@ def run(ctx: CliContext) -> int:
 def _adapter_report(ctx: CliContext, role: str, rc, base_path) -> tuple[bool, str]:
     """One line on the role's LoRA adapter: which, why (auto or named), whether it fits this
     base (the manifest's base sha256 against the file, then the tensor shapes)."""
-    from agx.runtime.adapters import (ADAPTER_AUTO, ADAPTER_OFF, adapter_prompt_style, check_adapter_against_base,
-                                      file_sha256, read_manifest, role_adapter)
+    from agx.runtime.adapters import (ADAPTER_AUTO, ADAPTER_OFF, check_adapter_against_base, file_sha256,
+                                      read_manifest, role_adapter)
     from agx.runtime.engine import EngineError
     from agx.runtime.gguf_info import GGUFError, human_bytes, read_gguf_info
 
@@ -129,7 +129,7 @@ def _adapter_report(ctx: CliContext, role: str, rc, base_path) -> tuple[bool, st
         check_adapter_against_base(path, read_gguf_info(base_path))
     except (EngineError, GGUFError, OSError) as exc:
         return False, f"{name} — BROKEN: {exc}"
-    style = adapter_prompt_style(path)
+    style = manifest.get("prompt_style")
     facts = [human_bytes(path.stat().st_size)]
     if manifest.get("rank"):
         facts.append(f"rank {manifest['rank']}")

@@ -84,28 +84,28 @@ def role_adapter(role: str, spec: str | None, base_path: Path | None, config: Ag
     return resolve_adapter(spec, config, repo_dir)
 
 
-def adapter_purpose(path: str | Path | None) -> str | None:
-    """What an installed adapter was trained for (its manifest's "purpose", e.g. "plan"); None
-    means everything the role generates."""
+def _manifest_text(path: str | Path | None, key: str) -> str | None:
+    """A text field of an installed adapter's manifest (adapters/NAME/adapter.gguf); None for
+    another file, an unreadable manifest or a field it does not have."""
     if not path or Path(path).name != ADAPTER_FILE:
         return None
     try:
-        purpose = read_manifest(Path(path).parent).get("purpose")
+        value = read_manifest(Path(path).parent).get(key)
     except EngineError:
         return None
-    return purpose if isinstance(purpose, str) else None
+    return value if isinstance(value, str) else None
+
+
+def adapter_purpose(path: str | Path | None) -> str | None:
+    """What an installed adapter was trained for (its manifest's "purpose", e.g. "plan"); None
+    means everything the role generates."""
+    return _manifest_text(path, "purpose")
 
 
 def adapter_prompt_style(path: str | Path | None) -> str | None:
     """The planning prompt style an installed adapter was trained with (its manifest's
     "prompt_style"), so the planner shows it the prompt it learned; None if it does not say."""
-    if not path or Path(path).name != ADAPTER_FILE:
-        return None
-    try:
-        style = read_manifest(Path(path).parent).get("prompt_style")
-    except EngineError:
-        return None
-    return style if isinstance(style, str) else None
+    return _manifest_text(path, "prompt_style")
 
 
 def check_adapter_against_base(adapter_path: Path, base: GGUFInfo) -> None:
