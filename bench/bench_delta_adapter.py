@@ -1,21 +1,25 @@
 """The shipped Delta adapter against the bare bundled model, same run, same held-out files (issue #15).
 
     python bench/bench_delta_adapter.py [--data DIR] [--limit-coding N] [--limit-taskbench N]
-                                        [--limit-unseen N] [--adapter agenix-delta-smollm2]
+                                        [--limit-renamed N] [--adapter agenix-delta-smollm2]
 
 For each held-out file of Delta's mix (agx/training/delta_mix.py, rebuilt into a temporary folder
 unless --data names one):
 
   delta-validation                      agx's coding requests in 3 projects never trained on
   taskbench-multimedia-validation       TaskBench multimedia's held-out split (ids ending 0-2), 128
-  taskbench-multimedia-unseen-tools     requests using 4 tools no training prompt showed
+  taskbench-multimedia-renamed          the same 128 requests over a catalogue never trained on:
+                                        every tool renamed (delta_mix.RENAMED_TOOLS)
+  taskbench-multimedia-unseen-tools     requests using tools no training prompt showed (only in a
+                                        mix built with --unseen-tools N)
 
 it runs what a user runs, `agx eval plans FILE --adapter none|NAME` (a subprocess each: greedy,
 grammar-constrained over the tools in each record's prompt, TaskBench's scoring with unparseable
 outputs counted as empty), and prints parseable %, valid DAG %, node F1, edge F1 and seconds per
-record for base and adapter, and the adapter's ratio to the base. Run it on an idle machine (under
-the CPU lock on a shared one): the two runs of each file are sequential, never concurrent.
-Results: bench/results/delta-adapter/.
+record for base and adapter, and the adapter's ratio to the base. The adapter runs every file first, then
+the base, and the summary is rewritten after each run, so a long bench cut short still leaves the
+adapter's figures. Run it on an idle machine (under the CPU lock on a shared one): runs are
+sequential, never concurrent. Results: bench/results/delta-adapter/.
 """
 
 from __future__ import annotations
@@ -29,7 +33,8 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SETS = ("delta-validation", "taskbench-multimedia-validation", "taskbench-multimedia-unseen-tools")
+SETS = ("delta-validation", "taskbench-multimedia-validation", "taskbench-multimedia-renamed",
+        "taskbench-multimedia-unseen-tools")
 TASKBENCH = ROOT.parent / "shared" / "data" / "taskbench" / "multimedia"
 
 
@@ -56,22 +61,25 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--adapter", default="agenix-delta-smollm2")
     ap.add_argument("--limit-coding", type=int, default=0, help="first N records of delta-validation (0: all 84)")
     ap.add_argument("--limit-taskbench", type=int, default=0, help="first N of the TaskBench held-out split (0: all 128)")
-    ap.add_argument("--limit-unseen", type=int, default=0, help="first N of the unseen-tools file (0: all 104)")
+    ap.add_argument("--limit-renamed", type=int, default=0, help="first N of the renamed-catalogue file (0: all 128)")
+    ap.add_argument("--limit-unseen", type=int, default=0, help="first N of the unseen-tools file, if the mix has one (0: all)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "delta-adapter")
     args = ap.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    limits = dict(zip(SETS, (args.limit_coding, args.limit_taskbench, args.limit_unseen)))
+    limits = dict(zip(SETS, (args.limit_coding, args.limit_taskbench, args.limit_renamed, args.limit_unseen)))
+    results: dict[str, dict[str, dict]] = {}
     with tempfile.TemporaryDirectory(prefix="agx-bench-delta-") as tmp:
         data = args.data
         if data is None:
             data = Path(tmp) / "data"
             build_data(data)
-        rows = []
-        for name in SETS:
-            base = evaluate(data, name, "none", limits[name] or None, args.out, args.threads)
-            tuned = evaluate(data, name, args.adapter, limits[name] or None, args.out, args.threads)
-            rows.append((name, base, tuned))
+        sets = [name for name in SETS if (data / f"{name}.jsonl").is_file()]
+        for label, adapter in (("adapter", args.adapter), ("base", "none")):
+            for name in sets:
+                results.setdefault(name, {})[label] = evaluate(data, name, adapter, limits[name] or None, args.out, args.threads)
+                (args.out / "summary.json").write_text(json.dumps(results, indent=2))
+    rows = [(name, r["base"], r["adapter"]) for name, r in results.items()]
     head = f"{'set':<36} {'model':<8} {'n':>4} {'parse%':>7} {'valid%':>7} {'nodeF1':>7} {'edgeF1':>7} {'s/rec':>6}"
     print(head)
     print("-" * len(head))
@@ -82,8 +90,6 @@ def main(argv: list[str] | None = None) -> int:
         ratio = lambda k: (f"{tuned[k] / base[k]:.2f}x" if base[k] else "n/a (base 0)")  # noqa: E731
         print(f"{'':<36} ratio    valid {ratio('valid_pct')}, node F1 {ratio('node_f1')}, "
               f"time per record {tuned['s_per_record'] / base['s_per_record']:.2f}x")
-    (args.out / "summary.json").write_text(json.dumps(
-        {name: {"base": base, "adapter": tuned} for name, base, tuned in rows}, indent=2))
     print(f"\nper-record results: {args.out}/")
     return 0
 

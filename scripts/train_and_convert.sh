@@ -11,7 +11,7 @@
 #       --base-gguf models/llama-3.1-8b-instruct-q4_k_m.gguf --base-hf meta-llama/Llama-3.1-8B-Instruct
 #   scripts/train_and_convert.sh --name tiny --max-steps 3 --count 40 --eval-limit 2   # CPU smoke run
 #   scripts/train_and_convert.sh --name agenix-delta-smollm2 --mix --count 300 --taskbench ../shared/data/taskbench/multimedia \
-#       --epochs 2 --lr 6e-4 --time-budget-min 88 --group-by-length --default-for delta --outtype f16
+#       --max-steps 126 --lr 6e-4 --time-budget-min 68 --group-by-length --eval-limit 0 --default-for delta --outtype f16
 #       # the shipped Delta adapter (agx/training/delta_mix.py, compact prompt; README Fine-tuning)
 #
 # --base-gguf is what agx runs (the adapter is converted for it); --base-hf is what trains (the
@@ -122,7 +122,7 @@ log "4/5 evaluate"
 METRICS="$OUT/eval-metrics.json"
 EVAL_SUMMARIES=()
 if [[ "$ROLE" == delta && "$EVAL_LIMIT" -gt 0 ]]; then
-  for set in "$VAL_FILE" "$DATA"/taskbench-*-validation.jsonl "$DATA"/taskbench-*-unseen-tools.jsonl; do
+  for set in "$VAL_FILE" "$DATA"/taskbench-*-validation.jsonl "$DATA"/taskbench-*-renamed.jsonl "$DATA"/taskbench-*-unseen-tools.jsonl; do
     [[ -s "$set" ]] || continue
     res="$OUT/eval-$(basename "$set" .jsonl).jsonl"
     "${AGX[@]}" --set "roles.delta.model=$GGUF_PATH" eval plans "$set" --adapter "$OUT/adapter.gguf" \

@@ -54,6 +54,12 @@ def test_node_references_become_deps_and_placeholders():
     assert t2["args"] == {"inputs": ["${t1}"]}
     assert t3["args"] == {"inputs": ["${t2}", "3"]}
     assert t1["title"] == "Stabilize the video"
+    # The goal numbers the steps (a small planner then knows how many tasks to write) ...
+    assert plan["goal"] == "1) Stabilize the video; 2) Extract audio; 3) Transcribe"
+    # ... or, in the older style, repeats the request's first sentence.
+    assert sample_to_plan(sample, "request")["goal"] == "Stabilize example.mp4, extract the audio and transcribe it."
+    with pytest.raises(ValueError, match="goal_style"):
+        sample_to_plan(sample, "prose")
 
 
 def test_cyclic_links_are_dropped_to_keep_a_dag():

@@ -81,21 +81,70 @@ def test_no_held_out_data_in_training(built):
     if not TASKBENCH.is_dir():
         return
     held = _read(out / "taskbench-multimedia-validation.jsonl")
-    unseen_eval = _read(out / "taskbench-multimedia-unseen-tools.jsonl")
     assert len(held) == 128 and all(is_eval_id(r["id"]) for r in held)
     tb_train = [r for r in train if r["source"].startswith("taskbench")]
     assert {r["source"] for r in tb_train} == {"taskbench-multimedia", "taskbench-multimedia-shuffled"}
     base_ids = {r["id"].split("-shuffled")[0] for r in tb_train}
     assert not any(is_eval_id(i) for i in base_ids)
     assert not base_ids & {r["id"] for r in held}
-    # The never-seen tools: in no training prompt, no training plan; every record using one is held out.
+    # Mix v2 trains on every train record: none dropped for a held-out tool or a retrieval miss.
+    assert len(base_ids) == 322 and manifest["unseen_tools"] == []
+    assert manifest["notes"]["taskbench_train_retrieval_miss_filled"] > 0
+    for r in tb_train:
+        system = r["messages"][0]["content"]
+        assert all(f"- {t['tool']}(" in system for t in r["plan"]["tasks"]), r["id"]  # every gold tool shown
+
+
+def test_unseen_tools_are_in_no_training_prompt_or_plan(tmp_path, counter):
+    if not TASKBENCH.is_dir():
+        pytest.skip("shared/data/taskbench is absent")
+    manifest = delta_mix.write_mix(tmp_path, _options(unseen_tools=4, renamed_eval=False), counter=counter)
+    train = _read(tmp_path / delta_mix.TRAIN_FILE)
+    unseen_eval = _read(tmp_path / "taskbench-multimedia-unseen-tools.jsonl")
     unseen = manifest["unseen_tools"]
-    assert len(unseen) == delta_mix.MixOptions().unseen_tools == 4
+    assert len(unseen) == 4 and not (tmp_path / "taskbench-multimedia-renamed.jsonl").exists()
     for r in train:
         system = r["messages"][0]["content"]
         assert not any(f"- {name}(" in system for name in unseen), r["id"]
         assert not {t["tool"] for t in r["plan"]["tasks"]} & set(unseen)
     assert unseen_eval and all(set(r["gold"]["nodes"]) & set(unseen) for r in unseen_eval)
+
+
+@needs_taskbench
+def test_renamed_catalogue_file_has_new_names_only(built):
+    """The renamed-catalogue set: the held-out requests, every tool under a name training never
+    showed, gold renamed the same way, prompts over the renamed tools."""
+    out, manifest = built
+    held = {r["id"]: r for r in _read(out / "taskbench-multimedia-validation.jsonl")}
+    renamed = _read(out / "taskbench-multimedia-renamed.jsonl")
+    cat = load_catalogue_file(out / "catalogue-taskbench-multimedia-renamed.json")
+    old_names = set(delta_mix.RENAMED_TOOLS)
+    assert len(renamed) == 128 and set(cat.names()) == set(delta_mix.RENAMED_TOOLS.values())
+    train_text = (out / delta_mix.TRAIN_FILE).read_text(encoding="utf-8")
+    assert not any(f'"{new}"' in train_text for new in cat.names())  # no new name in any training record
+    for r in renamed:
+        orig = held[r["id"].removesuffix("-renamed")]
+        assert r["request"] == orig["request"]
+        assert r["gold"]["nodes"] == [delta_mix.RENAMED_TOOLS.get(n, n) for n in orig["gold"]["nodes"]]
+        assert set(r["prompt_tools"]) <= set(cat.names()) and not set(r["prompt_tools"]) & old_names
+        assert all(f"- {name}(" in r["messages"][0]["content"] for name in r["prompt_tools"])
+
+
+def test_retrieval_miss_is_filled_with_the_gold_tools():
+    cat = load_catalogue_file(TASKBENCH / "tool_desc.json") if TASKBENCH.is_dir() else builtin_catalogue()
+    names = cat.names()
+    shown = delta_mix.ToolCatalogue.of(cat.get(n) for n in names[:5])
+    filled = delta_mix.with_tools(shown, cat, [names[1], names[7]])
+    assert filled.names() == [*names[:4], names[7]]  # the lowest-ranked other gives way, size kept
+    assert delta_mix.with_tools(shown, cat, [names[0]]).names() == names[:5]
+
+
+def test_coding_training_records_are_capped(tmp_path):
+    res = delta_mix.build_mix(_options(taskbench=None, coding_count=90, coding_train_max=20), {p.name: "" for p in delta_mix.CODING_PROJECTS})
+    assert res.notes["coding_train"] == len(res.files[delta_mix.TRAIN_FILE]) == 20
+    uncapped = delta_mix.build_mix(_options(taskbench=None, coding_count=90, coding_train_max=None), {p.name: "" for p in delta_mix.CODING_PROJECTS})
+    assert len(uncapped.files[delta_mix.TRAIN_FILE]) > 20
+    assert {r["id"] for r in res.files[delta_mix.TRAIN_FILE]} < {r["id"] for r in uncapped.files[delta_mix.TRAIN_FILE]}
 
 
 def test_coding_gold_plans_validate_and_read_then_code_then_test():
@@ -150,10 +199,19 @@ def test_prompts_are_the_planners_prompts(pool, style):
     for r in res.files["taskbench-multimedia-validation.jsonl"][:5]:
         planner = Planner(engine, select_tools(full, r["request"], opts.retrieval_limit), prompt_style=style)
         assert r["messages"][:-1] == planner.messages_for(r["request"])
-    plain = [r for r in res.files[delta_mix.TRAIN_FILE] if r["source"] == "taskbench-multimedia"][:5]
-    seen = delta_mix.ToolCatalogue.of(s for s in full if s.name not in res.unseen_tools)
+    plain = [r for r in res.files[delta_mix.TRAIN_FILE] if r["source"] == "taskbench-multimedia"][:12]
+    filled = 0
     for r in plain:
-        assert r["messages"][:-1] == build_plan_messages(r["request"], select_tools(seen, r["request"], 20), None, style=style)
+        shown = select_tools(full, r["request"], 20)
+        gold = [t["tool"] for t in r["plan"]["tasks"]]
+        if not set(gold) <= set(shown.names()):  # a retrieval miss, filled with the gold tools
+            shown, filled = delta_mix.with_tools(shown, full, gold), filled + 1
+        assert r["messages"][:-1] == build_plan_messages(r["request"], shown, None, style=style)
+    assert filled < len(plain)
+    renamed = delta_mix.renamed_catalogue(full)
+    for r in res.files["taskbench-multimedia-renamed.jsonl"][:3]:
+        planner = Planner(engine, select_tools(renamed, r["request"], opts.retrieval_limit), prompt_style=style)
+        assert r["messages"][:-1] == planner.messages_for(r["request"])
 
 
 def test_planner_takes_its_prompt_style_from_the_role_config(tmp_path):

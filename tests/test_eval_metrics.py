@@ -29,6 +29,9 @@ def test_parse_plan_output_tolerates_prose_and_rejects_non_plans():
     assert parse_plan_output('{"goal": "x", "tasks": [') is None  # truncated by max_tokens
     assert parse_plan_output('{"goal": "x"}') is None  # no tasks list
     assert parse_plan_output("no json here") is None
+    # A raw newline inside a string (llama.cpp's grammar allows it) parses, as in agx's planner.
+    raw = '{"goal": "x", "tasks": [{"id": "t1", "title": "a\nb", "deps": [], "tool": "code", "args": {}}]}'
+    assert parse_plan_output(raw)["tasks"][0]["title"] == "a\nb"
 
 
 def test_plan_graph_edges_are_tool_pairs_from_deps():
