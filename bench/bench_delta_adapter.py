@@ -33,7 +33,8 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SETS = ("delta-validation", "taskbench-multimedia-validation", "taskbench-multimedia-renamed",
+# TaskBench first: the figures the issue's targets are on come out first.
+SETS = ("taskbench-multimedia-validation", "taskbench-multimedia-renamed", "delta-validation",
         "taskbench-multimedia-unseen-tools")
 TASKBENCH = ROOT.parent / "shared" / "data" / "taskbench" / "multimedia"
 
@@ -64,10 +65,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--limit-renamed", type=int, default=0, help="first N of the renamed-catalogue file (0: all 128)")
     ap.add_argument("--limit-unseen", type=int, default=0, help="first N of the unseen-tools file, if the mix has one (0: all)")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--write-manifest", action="store_true",
+                    help="record the figures (per set: adapter and base) and this command in adapters/NAME/manifest.json")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "delta-adapter")
     args = ap.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    limits = dict(zip(SETS, (args.limit_coding, args.limit_taskbench, args.limit_renamed, args.limit_unseen)))
+    limits = dict(zip(SETS, (args.limit_taskbench, args.limit_renamed, args.limit_coding, args.limit_unseen)))
     results: dict[str, dict[str, dict]] = {}
     with tempfile.TemporaryDirectory(prefix="agx-bench-delta-") as tmp:
         data = args.data
@@ -79,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
             for name in sets:
                 results.setdefault(name, {})[label] = evaluate(data, name, adapter, limits[name] or None, args.out, args.threads)
                 (args.out / "summary.json").write_text(json.dumps(results, indent=2))
-    rows = [(name, r["base"], r["adapter"]) for name, r in results.items()]
+    rows = [(name, r["base"], r["adapter"]) for name, r in results.items() if "base" in r]
     head = f"{'set':<36} {'model':<8} {'n':>4} {'parse%':>7} {'valid%':>7} {'nodeF1':>7} {'edgeF1':>7} {'s/rec':>6}"
     print(head)
     print("-" * len(head))
@@ -91,7 +94,29 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{'':<36} ratio    valid {ratio('valid_pct')}, node F1 {ratio('node_f1')}, "
               f"time per record {tuned['s_per_record'] / base['s_per_record']:.2f}x")
     print(f"\nper-record results: {args.out}/")
+    if args.write_manifest:
+        write_manifest_eval(ROOT / "adapters" / args.adapter / "manifest.json", results, argv)
     return 0
+
+
+FIGURES = ("samples", "parseable_pct", "valid_pct", "node_f1", "edge_f1")
+
+
+def write_manifest_eval(path: Path, results: dict[str, dict[str, dict]], argv: list[str] | None) -> None:
+    """The adapter's manifest gets each set's figures (the adapter's at the top level, as
+    `agx adapters list` reads them, and both under adapter/base) and the command that made them."""
+    manifest = json.loads(path.read_text(encoding="utf-8"))
+    evals = {k: v for k, v in (manifest.get("eval") or {}).items() if k == "train"}
+    for name, r in results.items():
+        pick = lambda s: {k: round(s[k], 2) if isinstance(s[k], float) else s[k] for k in FIGURES}  # noqa: E731
+        evals[name] = {**pick(r["adapter"]), "adapter": pick(r["adapter"])}
+        if "base" in r:
+            evals[name]["base"] = pick(r["base"])
+    manifest["eval"] = evals
+    args = " ".join(sys.argv[1:] if argv is None else argv)
+    manifest["eval_command"] = f"python bench/bench_delta_adapter.py {args}".strip()
+    path.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    print(f"figures written to {path}")
 
 
 if __name__ == "__main__":

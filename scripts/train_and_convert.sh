@@ -35,6 +35,7 @@ MIX=0
 MIX_STYLE=compact
 TRAIN_ARGS=()
 INSTALL_ARGS=()
+COMMAND_LINE="scripts/train_and_convert.sh $*"  # recorded in the manifest (training_command)
 usage() { sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-2}"; }
 while [[ $# -gt 0 ]]; do
   case "$1" in
@@ -146,5 +147,5 @@ PY
 log "5/5 install adapters/$NAME"
 [[ "$ROLE" == delta && "$MIX" == 1 ]] && INSTALL_ARGS+=(--prompt-style "$MIX_STYLE" --purpose plan)  # a plans-only mix
 "${AGX[@]}" adapters install "$PEFT" --base "$GGUF_PATH" --name "$NAME" --dataset "$TRAIN_FILE" --metrics "$METRICS" --force \
-  "${INSTALL_ARGS[@]+"${INSTALL_ARGS[@]}"}"
+  --training-command "$COMMAND_LINE" "${INSTALL_ARGS[@]+"${INSTALL_ARGS[@]}"}"
 echo "done: select it with --set roles.$ROLE.adapter=$NAME (or roles.$ROLE.adapter in agx.toml)"

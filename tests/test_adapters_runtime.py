@@ -7,6 +7,7 @@ numerical agreement with PEFT is test_convert_numerics.py)."""
 from __future__ import annotations
 
 import json
+import shutil
 
 import gguf
 import numpy as np
@@ -254,10 +255,17 @@ def test_install_list_check_and_switch_by_name(tmp_path, adapters, monkeypatch, 
         pool.close()
 
     # --default-for makes it the role's "auto" adapter on that base (and only on that base).
-    assert main(["-C", str(tmp_path), "adapters", "install", str(peft_a), "--base", "bundled:smollm2",
-                 "--name", "agenix-echo-auto", "--default-for", "echo", "--prompt-style", "compact"]) == 0
+    # A PEFT folder from scripts/train.py on a delta_mix mix: the mix's hash goes in the manifest.
+    peft_mix = tmp_path / "peft-mix"
+    shutil.copytree(peft_a, peft_mix)
+    (peft_mix / "training_config.json").write_text(json.dumps({"mix_data_sha256": "ab" * 32}))
+    assert main(["-C", str(tmp_path), "adapters", "install", str(peft_mix), "--base", "bundled:smollm2",
+                 "--name", "agenix-echo-auto", "--default-for", "echo", "--prompt-style", "compact",
+                 "--training-command", "scripts/train_and_convert.sh --name agenix-echo-auto"]) == 0
     manifest = json.loads((tmp_path / "installed" / "agenix-echo-auto" / "manifest.json").read_text())
     assert manifest["default_for"] == ["echo"] and manifest["prompt_style"] == "compact"
+    assert manifest["mix_sha256"] == "ab" * 32
+    assert manifest["training_command"] == "scripts/train_and_convert.sh --name agenix-echo-auto"
     assert manifest["base_size_bytes"] == tiny_model_path.stat().st_size
     pool = _pool(tmp_path)  # roles.echo.adapter = "auto", the default
     try:

@@ -48,6 +48,8 @@ def register(sub) -> None:
                      help="the planning prompt it was trained with (roles.delta.prompt_style = \"auto\" follows it)")
     ins.add_argument("--purpose", choices=["plan"],
                      help="what it was trained for: 'plan' = applied to Delta's plans only, never to code or answers")
+    ins.add_argument("--training-command", metavar="CMD",
+                     help="the command that trained it, recorded in the manifest so the adapter can be reproduced")
     ins.set_defaults(func=run_install)
 
     ck = asub.add_parser("check", help="check that an adapter fits a base (architecture, tensor names and shapes)")
@@ -194,7 +196,7 @@ def run_install(ctx: CliContext) -> int:
         _path_arg(ctx, a.peft_dir), base, a.name, ctx.config, outtype=a.outtype, dataset=dataset,
         metrics=metrics, force=a.force,
         extra={k: v for k, v in (("default_for", a.default_for), ("prompt_style", a.prompt_style),
-                                 ("purpose", a.purpose)) if v},
+                                 ("purpose", a.purpose), ("training_command", a.training_command)) if v},
     ))
     _print_result(result, result.out_path)
     print(f"installed {a.name} in {folder}; select it with: --set roles.<role>.adapter={a.name}  (or in agx.toml)")

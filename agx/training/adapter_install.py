@@ -18,6 +18,15 @@ from agx.training.convert_lora import ConversionError, convert_peft_to_gguf
 _NAME_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
+def _training_mix_sha256(peft_dir: Path) -> str | None:
+    """The data sha256 of the mix scripts/train.py recorded in training_config.json, if any."""
+    try:
+        value = json.loads((peft_dir / "training_config.json").read_text(encoding="utf-8")).get("mix_data_sha256")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return value if isinstance(value, str) else None
+
+
 def install_adapter(
     peft_dir: Path,
     base_gguf: Path,
@@ -68,6 +77,9 @@ def install_adapter(
         "eval": metrics or {},
         "size_bytes": result.size_bytes,
     }
+    mix_sha = _training_mix_sha256(Path(peft_dir))
+    if mix_sha:
+        manifest["mix_sha256"] = mix_sha  # the whole mix (train + held-out files) it was trained from
     manifest.update(extra or {})
     write_manifest(folder, manifest)
     return folder, result
