@@ -50,6 +50,7 @@ from agx.planning.tools import ToolCatalogue
 from agx.planning.validate import validate_plan
 from agx.training import data_delta
 from agx.training.records import BUILTIN_CATALOGUE, DatasetError, catalogue_to_json, file_sha256, write_jsonl
+from agx.training.taskbench import GOAL_STYLES, convert_taskbench
 from agx.workspace import gitread
 
 MIX_VERSION = 2
@@ -428,8 +429,6 @@ def build_mix(options: MixOptions, contexts: dict[str, str] | None = None) -> Mi
     res.notes["coding_eval"] = len(coding_eval)
 
     if options.taskbench:
-        from agx.training.taskbench import convert_taskbench
-
         conv = convert_taskbench(options.taskbench, goal_style=options.goal_style)
         domain = Path(options.taskbench).name
         full = conv.catalogue
@@ -554,7 +553,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--coding", type=int, default=MixOptions.coding_count, help="coding requests generated")
     ap.add_argument("--coding-train", type=int, default=MixOptions.coding_train_max,
                     help="coding requests kept for training (0: all)")
-    ap.add_argument("--goal-style", default=MixOptions.goal_style, choices=("steps", "request"),
+    ap.add_argument("--goal-style", default=MixOptions.goal_style, choices=GOAL_STYLES,
                     help="TaskBench targets' goal: the numbered steps, or the request's first sentence")
     ap.add_argument("--no-renamed", action="store_true", help="no renamed-catalogue evaluation file")
     ap.add_argument("--seed", type=int, default=0)

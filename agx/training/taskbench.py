@@ -62,8 +62,9 @@ def _steps_goal(titles: list[str]) -> str:
     """The plan's steps, numbered, as its goal: "1) Stabilize the video; 2) Extract the audio".
 
     A small planner that first writes how many steps the request has, and what each does, then
-    picks one tool per step, stops after the first task far less often: the adapter trained on
-    request-copy goals planned one task for 48 of the 77 multi-tool held-out requests."""
+    picks one tool per step, has a count to keep to. Measured on the 128 held-out requests: the
+    adapter trained on request-copy goals planned one task for 48 of the 77 multi-tool ones,
+    the one trained on step goals for 42 (node F1 43.8 -> 47.0); still far from enough."""
     n = len(titles)
     room = max(16, (STEPS_GOAL_MAX_CHARS - 5 * n) // n)
     return "; ".join(f"{i}) {_shorten(t, room)}" for i, t in enumerate(titles, 1))
