@@ -241,3 +241,10 @@ def test_planner_takes_its_prompt_style_from_the_role_config(tmp_path):
     full = build_plan_messages("Run the tests", cat)[0]["content"]
     assert "- run_tests(command?): Run the project" in compact and "[exec]" not in compact
     assert "Example plan:" in full and len(compact) < len(full) * 0.75
+
+
+def test_negative_counts_are_a_usage_error(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        delta_mix.main(["-o", str(tmp_path / "mix"), "--coding-train", "-5"])
+    assert exc.value.code == 2 and "--coding-train must be 0 or more" in capsys.readouterr().err
+    assert not (tmp_path / "mix").exists()  # nothing written

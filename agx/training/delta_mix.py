@@ -558,6 +558,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-renamed", action="store_true", help="no renamed-catalogue evaluation file")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
+    for flag, value in (("--coding", args.coding), ("--coding-train", args.coding_train), ("--shuffled", args.shuffled),
+                        ("--unseen-tools", args.unseen_tools)):
+        if value is not None and value < 0:
+            ap.error(f"{flag} must be 0 or more, not {value}")  # exit 2, usage on stderr
     options = MixOptions(taskbench=args.taskbench, style=args.style, retrieval_limit=args.retrieval_limit or None,
                          shuffled_per_record=args.shuffled, unseen_tools=args.unseen_tools,
                          coding_count=args.coding, coding_train_max=args.coding_train or None,
