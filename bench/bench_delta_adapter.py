@@ -102,20 +102,26 @@ def main(argv: list[str] | None = None) -> int:
 FIGURES = ("samples", "parseable_pct", "valid_pct", "node_f1", "edge_f1")
 
 
+def _figures(summary: dict) -> dict:
+    return {k: round(summary[k], 2) if isinstance(summary[k], float) else summary[k] for k in FIGURES}
+
+
 def write_manifest_eval(path: Path, results: dict[str, dict[str, dict]], argv: list[str] | None) -> None:
     """The adapter's manifest gets each set's figures (the adapter's at the top level, as
-    `agx adapters list` reads them, and both under adapter/base) and the command that made them."""
-    manifest = json.loads(path.read_text(encoding="utf-8"))
+    `agx adapters list` reads them, and both under adapter/base) and the command that made them.
+    Read and written with the runtime's manifest functions (the write is atomic)."""
+    from agx.runtime.adapters import read_manifest, write_manifest
+
+    manifest = read_manifest(path.parent)
     evals = {k: v for k, v in (manifest.get("eval") or {}).items() if k == "train"}
     for name, r in results.items():
-        pick = lambda s: {k: round(s[k], 2) if isinstance(s[k], float) else s[k] for k in FIGURES}  # noqa: E731
-        evals[name] = {**pick(r["adapter"]), "adapter": pick(r["adapter"])}
+        evals[name] = {**_figures(r["adapter"]), "adapter": _figures(r["adapter"])}
         if "base" in r:
-            evals[name]["base"] = pick(r["base"])
+            evals[name]["base"] = _figures(r["base"])
     manifest["eval"] = evals
     args = " ".join(sys.argv[1:] if argv is None else argv)
     manifest["eval_command"] = f"python bench/bench_delta_adapter.py {args}".strip()
-    path.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    write_manifest(path.parent, manifest)
     print(f"figures written to {path}")
 
 

@@ -104,8 +104,8 @@ def run(ctx: CliContext) -> int:
 def _adapter_report(ctx: CliContext, role: str, rc, base_path) -> tuple[bool, str]:
     """One line on the role's LoRA adapter: which, why (auto or named), whether it fits this
     base (the manifest's base sha256 against the file, then the tensor shapes)."""
-    from agx.runtime.adapters import (ADAPTER_AUTO, ADAPTER_OFF, check_adapter_against_base, file_sha256,
-                                      read_manifest, role_adapter)
+    from agx.runtime.adapters import (ADAPTER_AUTO, ADAPTER_FILE, ADAPTER_OFF, check_adapter_against_base,
+                                      file_sha256, read_manifest, role_adapter)
     from agx.runtime.engine import EngineError
     from agx.runtime.gguf_info import GGUFError, human_bytes, read_gguf_info
 
@@ -120,9 +120,10 @@ def _adapter_report(ctx: CliContext, role: str, rc, base_path) -> tuple[bool, st
         return True, "none (no adapter is shipped for this model)"
     how = (f"on by default for this model (roles.{role}.adapter = \"auto\"; \"none\" turns it off)"
            if spec.lower() == ADAPTER_AUTO else f"roles.{role}.adapter = \"{spec}\"")
-    name = path.parent.name if path.name == "adapter.gguf" else path.name
+    installed = path.name == ADAPTER_FILE  # adapters/NAME/adapter.gguf, with a manifest beside it
+    name = path.parent.name if installed else path.name
     try:
-        manifest = read_manifest(path.parent) if path.name == "adapter.gguf" else {}
+        manifest = read_manifest(path.parent) if installed else {}
         expected = manifest.get("base_sha256")
         if expected and expected != file_sha256(base_path):
             return False, f"{name} — BASE MISMATCH: its manifest's base sha256 is not {base_path.name}'s ({how})"
