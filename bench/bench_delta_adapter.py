@@ -18,7 +18,11 @@ grammar-constrained over the tools in each record's prompt, TaskBench's scoring 
 outputs counted as empty), and prints parseable %, valid DAG %, node F1, edge F1 and seconds per
 record for base and adapter, and the adapter's ratio to the base. The adapter runs every file first, then
 the base, and the summary is rewritten after each run, so a long bench cut short still leaves the
-adapter's figures. Run it on an idle machine (under the CPU lock on a shared one): runs are
+adapter's figures. `--base-figures MANIFEST` skips the base's runs and takes its figures from an
+adapter manifest this bench wrote earlier (the bare model's outputs do not change while the
+held-out files keep their sha256: greedy, same prompts), marked `base*` in the table. For the
+TaskBench sets it also prints where node F1 goes (agx.training.metrics.plan_shapes: single- vs
+multi-tool requests, multi-tool requests planned as one task). Run it on an idle machine (under the CPU lock on a shared one): runs are
 sequential, never concurrent. Results: bench/results/delta-adapter/.
 """
 
@@ -31,6 +35,8 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from agx.training.metrics import plan_shapes
 
 ROOT = Path(__file__).resolve().parents[1]
 # TaskBench first: the figures the issue's targets are on come out first.
@@ -67,6 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--write-manifest", action="store_true",
                     help="record the figures (per set: adapter and base) and this command in adapters/NAME/manifest.json")
+    ap.add_argument("--base-figures", type=Path,
+                    help="don't run the base: take its figures from this adapter manifest's eval.<set>.base")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "delta-adapter")
     args = ap.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -78,21 +86,37 @@ def main(argv: list[str] | None = None) -> int:
             data = Path(tmp) / "data"
             build_data(data)
         sets = [name for name in SETS if (data / f"{name}.jsonl").is_file()]
-        for label, adapter in (("adapter", args.adapter), ("base", "none")):
+        runs = [("adapter", args.adapter)] + ([] if args.base_figures else [("base", "none")])
+        for label, adapter in runs:
             for name in sets:
                 results.setdefault(name, {})[label] = evaluate(data, name, adapter, limits[name] or None, args.out, args.threads)
                 (args.out / "summary.json").write_text(json.dumps(results, indent=2))
+    if args.base_figures:
+        stored = json.loads(args.base_figures.read_text()).get("eval") or {}
+        for name, r in results.items():
+            base = (stored.get(name) or {}).get("base")
+            if base and base.get("samples") == r["adapter"]["samples"]:
+                r["base"] = {**base, "s_per_record": float("nan"), "stored": str(args.base_figures)}
     rows = [(name, r["base"], r["adapter"]) for name, r in results.items() if "base" in r]
     head = f"{'set':<36} {'model':<8} {'n':>4} {'parse%':>7} {'valid%':>7} {'nodeF1':>7} {'edgeF1':>7} {'s/rec':>6}"
     print(head)
     print("-" * len(head))
     for name, base, tuned in rows:
-        for label, s in (("base", base), ("adapter", tuned)):
+        for label, s in (("base*" if "stored" in base else "base", base), ("adapter", tuned)):
             print(f"{name:<36} {label:<8} {s['samples']:>4} {s['parseable_pct']:>7.1f} {s['valid_pct']:>7.1f} "
                   f"{s['node_f1']:>7.2f} {s['edge_f1']:>7.2f} {s['s_per_record']:>6.2f}")
         ratio = lambda k: (f"{tuned[k] / base[k]:.2f}x" if base[k] else "n/a (base 0)")  # noqa: E731
-        print(f"{'':<36} ratio    valid {ratio('valid_pct')}, node F1 {ratio('node_f1')}, "
-              f"time per record {tuned['s_per_record'] / base['s_per_record']:.2f}x")
+        timing = "" if "stored" in base else f", time per record {tuned['s_per_record'] / base['s_per_record']:.2f}x"
+        print(f"{'':<36} ratio    valid {ratio('valid_pct')}, node F1 {ratio('node_f1')}{timing}")
+    if args.base_figures:
+        print(f"base*: figures stored in {args.base_figures} (not rerun)")
+    for name in results:
+        for label in ("adapter", "base"):
+            per_record = args.out / f"{label}-{name}.jsonl"
+            if name.startswith("taskbench") and per_record.is_file() and (label == "adapter" or not args.base_figures):
+                shapes = plan_shapes([json.loads(line) for line in per_record.read_text().splitlines() if line.strip()])
+                results[name][label]["shapes"] = shapes
+                print(f"{name} {label}: " + ", ".join(f"{k} {v}" for k, v in shapes.items()))
     print(f"\nper-record results: {args.out}/")
     if args.write_manifest:
         write_manifest_eval(ROOT / "adapters" / args.adapter / "manifest.json", results, argv)

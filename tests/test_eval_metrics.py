@@ -65,3 +65,21 @@ def test_gold_prefers_taskbench_graph_over_converted_plan():
     record = {"plan": _plan(("t1", "A", [])), "gold": {"nodes": ["A", "B"], "links": [["A", "B"]]}}
     assert gold_of(record) == (["A", "B"], [("A", "B")])
     assert gold_of({"plan": _plan(("t1", "A", []), ("t2", "B", ["t1"]))}) == (["A", "B"], [("A", "B")])
+
+
+def test_plan_shapes_splits_node_f1_by_request_size():
+    from agx.training.metrics import plan_shapes
+
+    results = [
+        {"gold_nodes": ["A"], "pred_nodes": ["A"], "node_f1": 1.0},
+        {"gold_nodes": ["A"], "pred_nodes": ["B", "C"], "node_f1": 0.0},
+        {"gold_nodes": ["A", "B", "C"], "pred_nodes": ["A"], "node_f1": 0.5},  # one task for three tools
+        {"gold_nodes": ["A", "B"], "pred_nodes": ["A", "A", "B"], "node_f1": 1.0},
+        {"gold_nodes": ["D", "D"], "pred_nodes": [], "node_f1": 0.0},  # one distinct gold tool: single
+    ]
+    shapes = plan_shapes(results)
+    assert shapes["single_tool"] == 3 and shapes["multi_tool"] == 2
+    assert shapes["single_tool_node_f1"] == pytest.approx(100 / 3, abs=0.01)
+    assert shapes["multi_tool_node_f1"] == 75.0
+    assert shapes["multi_tool_planned_as_one_task"] == 1
+    assert shapes["multi_tool_tools_predicted"] == 1.5 and shapes["multi_tool_tools_gold"] == 2.5

@@ -150,3 +150,25 @@ def summarize(scores: list[SampleScore]) -> Summary:
         node_f1_micro=100.0 * _micro([s.node_counts for s in scores]),
         edge_f1_micro=100.0 * _micro([s.edge_counts for s in edge_scores]),
     )
+
+
+def plan_shapes(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """Where a planner's node F1 goes, from `agx eval plans` per-record results: node F1 on
+    single-tool and on multi-tool requests (more than one distinct gold tool), how many multi-tool
+    requests got a plan of at most one task, and distinct tools per plan against the gold's on
+    the multi-tool requests (node F1 counts distinct names)."""
+    single = [r for r in results if len(set(r["gold_nodes"])) == 1]
+    multi = [r for r in results if len(set(r["gold_nodes"])) > 1]
+
+    def mean(values: list[float]) -> float:
+        return sum(values) / len(values) if values else 0.0
+
+    return {
+        "single_tool": len(single),
+        "single_tool_node_f1": round(100 * mean([r["node_f1"] for r in single]), 2),
+        "multi_tool": len(multi),
+        "multi_tool_node_f1": round(100 * mean([r["node_f1"] for r in multi]), 2),
+        "multi_tool_planned_as_one_task": sum(1 for r in multi if len(r["pred_nodes"]) <= 1),
+        "multi_tool_tools_predicted": round(mean([len(set(r["pred_nodes"])) for r in multi]), 2),
+        "multi_tool_tools_gold": round(mean([len(set(r["gold_nodes"])) for r in multi]), 2),
+    }
