@@ -10,7 +10,7 @@
   (the model's own chat template, cut at each assistant turn), so a template without
   `{% generation %}` markers — SmolLM2's — still masks correctly.
 - On a CPU the loss asks the model for logits at the trained positions only
-  (agx/training/target_loss.py: same loss, about a fifth less compute per token); --full-logits
+  (agx/training/target_loss.py: same loss; 1.30x tokens/s, bench/bench_train_loss.py); --full-logits
   goes back to trl's own. On a GPU trl's fused head already skips masked positions.
 - Precision: 4-bit QLoRA (bitsandbytes NF4) when CUDA and bitsandbytes are present, bf16 on
   other GPUs, fp32 on CPU. --qlora off forces 16-bit on GPU.
