@@ -14,7 +14,8 @@ unless --data names one):
                                         mix built with --unseen-tools N)
 
 it runs what a user runs, `agx eval plans FILE --adapter none|NAME` (a subprocess each: greedy,
-grammar-constrained over the tools in each record's prompt, TaskBench's scoring with unparseable
+constrained as `agx plan` constrains it over the tools in each record's prompt (`--decoding schema`:
+the plan's JSON schema only, as figures before 2026-12-02 were measured), TaskBench's scoring with unparseable
 outputs counted as empty), and prints parseable %, valid DAG %, node F1, edge F1 and seconds per
 record for base and adapter, and the adapter's ratio to the base. The adapter runs every file first, then
 the base, and the summary is rewritten after each run, so a long bench cut short still leaves the
@@ -50,10 +51,11 @@ def build_data(out: Path) -> None:
                     "--style", "compact", "--taskbench", str(TASKBENCH)], check=True, cwd=ROOT)
 
 
-def evaluate(data: Path, name: str, adapter: str, limit: int | None, out_dir: Path, threads: int) -> dict:
+def evaluate(data: Path, name: str, adapter: str, limit: int | None, out_dir: Path, threads: int,
+             decoding: str = "planner") -> dict:
     out = out_dir / f"{'base' if adapter == 'none' else 'adapter'}-{name}.jsonl"
     cmd = [sys.executable, "-m", "agx", "--set", f"roles.delta.n_threads={threads}", "eval", "plans",
-           str(data / f"{name}.jsonl"), "--adapter", adapter, "--out", str(out), "--quiet"]
+           str(data / f"{name}.jsonl"), "--adapter", adapter, "--out", str(out), "--quiet", "--decoding", decoding]
     if limit:
         cmd += ["--limit", str(limit)]
     subprocess.run(cmd, check=True, cwd=ROOT, env={**os.environ, "AGX_SKIP_BUILD_CHECK": "1"})
@@ -71,6 +73,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--limit-renamed", type=int, default=0, help="first N of the renamed-catalogue file (0: all 128)")
     ap.add_argument("--limit-unseen", type=int, default=0, help="first N of the unseen-tools file, if the mix has one (0: all)")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--decoding", choices=["planner", "schema"], default="planner",
+                    help="planner: constrained as `agx plan` constrains it, at least one task per numbered goal step when the "
+                    "adapter's manifest says so (default); schema: the plan's JSON schema only (figures before 2026-12-02)")
     ap.add_argument("--write-manifest", action="store_true",
                     help="record the figures (per set: adapter and base) and this command in adapters/NAME/manifest.json")
     ap.add_argument("--base-figures", type=Path,
@@ -89,7 +94,8 @@ def main(argv: list[str] | None = None) -> int:
         runs = [("adapter", args.adapter)] + ([] if args.base_figures else [("base", "none")])
         for label, adapter in runs:
             for name in sets:
-                results.setdefault(name, {})[label] = evaluate(data, name, adapter, limits[name] or None, args.out, args.threads)
+                results.setdefault(name, {})[label] = evaluate(data, name, adapter, limits[name] or None, args.out, args.threads,
+                                                            args.decoding)
                 (args.out / "summary.json").write_text(json.dumps(results, indent=2))
     if args.base_figures:
         stored = json.loads(args.base_figures.read_text()).get("eval") or {}
@@ -119,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{name} {label}: " + ", ".join(f"{k} {v}" for k, v in shapes.items()))
     print(f"\nper-record results: {args.out}/")
     if args.write_manifest:
-        write_manifest_eval(ROOT / "adapters" / args.adapter / "manifest.json", results, argv)
+        write_manifest_eval(ROOT / "adapters" / args.adapter / "manifest.json", results, argv, args.decoding)
     return 0
 
 
@@ -130,7 +136,8 @@ def _figures(summary: dict) -> dict:
     return {k: round(summary[k], 2) if isinstance(summary[k], float) else summary[k] for k in FIGURES}
 
 
-def write_manifest_eval(path: Path, results: dict[str, dict[str, dict]], argv: list[str] | None) -> None:
+def write_manifest_eval(path: Path, results: dict[str, dict[str, dict]], argv: list[str] | None,
+                        decoding: str = "planner") -> None:
     """The adapter's manifest gets each set's figures (the adapter's at the top level, as
     `agx adapters list` reads them, and both under adapter/base) and the command that made them.
     Read and written with the runtime's manifest functions (the write is atomic)."""
@@ -145,6 +152,7 @@ def write_manifest_eval(path: Path, results: dict[str, dict[str, dict]], argv: l
     manifest["eval"] = evals
     args = " ".join(sys.argv[1:] if argv is None else argv)
     manifest["eval_command"] = f"python bench/bench_delta_adapter.py {args}".strip()
+    manifest["eval_decoding"] = decoding
     write_manifest(path.parent, manifest)
     print(f"figures written to {path}")
 

@@ -13,6 +13,8 @@
 #   scripts/train_and_convert.sh --name agenix-delta-smollm2 --mix --count 300 --taskbench ../shared/data/taskbench/multimedia \
 #       --max-steps 126 --lr 6e-4 --time-budget-min 68 --group-by-length --eval-limit 0 --default-for delta --outtype f16
 #       # the shipped Delta adapter (agx/training/delta_mix.py, compact prompt; README Fine-tuning)
+#   --mix --composed N adds N train records that ask two TaskBench train requests in one message
+#       (delta_mix.compose_plans: both plans side by side)
 #
 # --base-gguf is what agx runs (the adapter is converted for it); --base-hf is what trains (the
 # same weights unquantized; default: the GGUF itself, dequantized by transformers). Extra
@@ -33,10 +35,11 @@ SESSIONS=()
 EVAL_LIMIT=50
 MIX=0
 MIX_STYLE=compact
+COMPOSED=0
 TRAIN_ARGS=()
 INSTALL_ARGS=()
 COMMAND_LINE="scripts/train_and_convert.sh $*"  # recorded in the manifest (training_command)
-usage() { sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-2}"; }
+usage() { sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-2}"; }
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --role) ROLE="$2"; shift 2 ;;
@@ -52,6 +55,7 @@ while [[ $# -gt 0 ]]; do
     --eval-limit) EVAL_LIMIT="$2"; shift 2 ;;
     --mix) MIX=1; shift ;;
     --mix-style) MIX_STYLE="$2"; shift 2 ;;
+    --composed) COMPOSED="$2"; shift 2 ;;
     --default-for) INSTALL_ARGS+=(--default-for "$2"); shift 2 ;;
     --outtype) INSTALL_ARGS+=(--outtype "$2"); shift 2 ;;
     --group-by-length) TRAIN_ARGS+=("$1"); shift ;;
@@ -93,7 +97,7 @@ TRAIN_BASE="${BASE_HF:-$GGUF_PATH}"
 
 log "1/5 data ($ROLE)"
 if [[ "$ROLE" == delta && "$MIX" == 1 ]]; then
-  MIX_ARGS=(-o "$DATA" --coding "$COUNT" --style "$MIX_STYLE")
+  MIX_ARGS=(-o "$DATA" --coding "$COUNT" --style "$MIX_STYLE" --composed "$COMPOSED")
   for tb in "${TASKBENCH[@]+"${TASKBENCH[@]}"}"; do MIX_ARGS+=(--taskbench "$tb"); done
   "$PY" -m agx.training.delta_mix "${MIX_ARGS[@]}"
 elif [[ "$ROLE" == delta ]]; then
@@ -145,7 +149,7 @@ print(json.dumps(metrics, indent=2))
 PY
 
 log "5/5 install adapters/$NAME"
-[[ "$ROLE" == delta && "$MIX" == 1 ]] && INSTALL_ARGS+=(--prompt-style "$MIX_STYLE" --purpose plan)  # a plans-only mix
+[[ "$ROLE" == delta && "$MIX" == 1 ]] && INSTALL_ARGS+=(--prompt-style "$MIX_STYLE" --goal-style steps --purpose plan)  # a plans-only mix
 "${AGX[@]}" adapters install "$PEFT" --base "$GGUF_PATH" --name "$NAME" --dataset "$TRAIN_FILE" --metrics "$METRICS" --force \
   --training-command "$COMMAND_LINE" "${INSTALL_ARGS[@]+"${INSTALL_ARGS[@]}"}"
 echo "done: select it with --set roles.$ROLE.adapter=$NAME (or roles.$ROLE.adapter in agx.toml)"

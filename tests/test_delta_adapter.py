@@ -57,6 +57,7 @@ def test_the_adapter_is_shipped_with_a_manifest_that_names_the_bundled_base():
     assert manifest["base_sha256"] == file_sha256(base)  # trained and converted for this exact file
     assert manifest["dataset_sha256"] and len(manifest["dataset_sha256"]) == 64
     assert manifest["default_for"] == ["delta"] and manifest["prompt_style"] == "compact" and manifest["purpose"] == "plan"
+    assert manifest["goal_style"] == "steps"  # the planner counts its numbered steps (schema_grammar count_steps)
     for key in ("delta-validation", "taskbench-multimedia-validation"):
         assert 0 <= manifest["eval"][key]["valid_pct"] <= 100
     check_adapter_against_base(gguf, read_gguf_info(base))  # tensor names and shapes fit
@@ -170,3 +171,46 @@ def test_agx_plan_with_the_adapter_reads_then_edits_then_runs_the_tests(tmp_path
     assert all(_ancestors(tasks, e) & reads for e in edits), plan  # a read before each edit
     assert any(set(edits) <= _ancestors(tasks, r) for r in runs), plan  # the tests run after the edits
     assert any("greet.py" in json.dumps(tasks[e]["args"]) for e in edits), plan  # the file the request names
+
+
+TASKBENCH = ROOT.parent / "shared" / "data" / "taskbench" / "multimedia"
+
+
+def _numbered_steps(goal: str) -> int | None:
+    """How many steps a goal numbers ("1) a; 2) b" -> 2); None for any other goal."""
+    import re
+
+    if not re.fullmatch(r"1\) [^;]+(?:; \d+\) [^;]+)*", goal):
+        return None
+    numbers = [int(n) for n in re.findall(r"(?:^|; )(\d+)\) ", goal)]
+    return len(numbers) if numbers == list(range(1, len(numbers) + 1)) else None
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+@pytest.mark.skipif(not TASKBENCH.is_dir(), reason="TaskBench data (../shared/data/taskbench) not present")
+def test_the_planner_holds_the_adapter_to_a_task_per_numbered_step(tmp_path):
+    """Its manifest says goal_style "steps": the in-process grammar then makes the step count
+    the adapter writes in the goal a floor for the number of tasks that follow."""
+    from agx.planning.planner import Planner, counts_steps
+    from agx.training.delta_mix import prompt_catalogue
+    from agx.training.taskbench import convert_taskbench
+
+    conv = convert_taskbench(TASKBENCH)
+    multi = [r for r in conv.records if r["split"] == "validation" and len(r["gold"]["nodes"]) > 2][:4]
+    pool = EnginePool(_config(tmp_path), tmp_path)
+    try:
+        delta = pool.engine("delta")
+        assert counts_steps(delta)
+        numbered = 0
+        for record in multi:
+            planner = Planner(delta, prompt_catalogue(conv.catalogue, record["request"], 20))
+            result = planner.plan(record["request"])
+            assert result.plan_dict is not None, result.raw_outputs
+            steps = _numbered_steps(result.plan_dict["goal"])
+            if steps is not None:
+                numbered += 1
+                assert len(result.plan_dict["tasks"]) >= steps, result.raw_outputs
+        assert numbered >= 3  # it numbers its goals, so the check above ran
+    finally:
+        pool.close()

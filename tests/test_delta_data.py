@@ -248,3 +248,42 @@ def test_negative_counts_are_a_usage_error(tmp_path, capsys):
         delta_mix.main(["-o", str(tmp_path / "mix"), "--coding-train", "-5"])
     assert exc.value.code == 2 and "--coding-train must be 0 or more" in capsys.readouterr().err
     assert not (tmp_path / "mix").exists()  # nothing written
+
+
+def test_compose_plans_moves_the_second_plan_past_the_first():
+    a = {"goal": "1) Stabilize", "tasks": [
+        {"id": "t1", "title": "Stabilize the video", "deps": [], "tool": "Video Stabilizer", "args": {"inputs": ["v.mp4"]}}]}
+    b = {"goal": "1) Transcribe; 2) Summarize", "tasks": [
+        {"id": "t1", "title": "Transcribe the audio", "deps": [], "tool": "Audio-to-Text", "args": {"inputs": ["a.wav"]}},
+        {"id": "t2", "title": "Summarize it", "deps": ["t1"], "tool": "Text Summarizer", "args": {"inputs": ["${t1}"]}}]}
+    plan = delta_mix.compose_plans(a, b)
+    assert [t["id"] for t in plan["tasks"]] == ["t1", "t2", "t3"]
+    assert plan["tasks"][2]["deps"] == ["t2"] and plan["tasks"][2]["args"] == {"inputs": ["${t2}"]}
+    assert plan["tasks"][1]["deps"] == [] and plan["tasks"][1]["args"] == {"inputs": ["a.wav"]}
+    assert plan["goal"] == "1) Stabilize the video; 2) Transcribe the audio; 3) Summarize it"
+    assert b["tasks"][1]["deps"] == ["t1"]  # the inputs are not changed
+
+
+@needs_taskbench
+def test_composed_records_ask_both_requests_and_plan_both(built, tmp_path, counter):
+    out, _ = built  # the default mix (v2) has none
+    assert not [r for r in _read(out / delta_mix.TRAIN_FILE) if r["source"] == "taskbench-composed"]
+    manifest = delta_mix.write_mix(tmp_path / "a", _options(composed=30), counter=counter)
+    again = delta_mix.write_mix(tmp_path / "b", _options(composed=30), counter=counter)
+    assert manifest["data_sha256"] == again["data_sha256"] and manifest["notes"]["taskbench_composed"] == 30
+    train = _read(tmp_path / "a" / delta_mix.TRAIN_FILE)
+    plain = {r["id"]: r for r in train if r["source"] == "taskbench-multimedia"}
+    composed = [r for r in train if r["source"] == "taskbench-composed"]
+    assert len(composed) == 30
+    pairs = {r["id"]: [i for i in plain if r["id"] in (f"composed-{i}-{j}" for j in plain)] for r in composed}
+    catalogue = load_catalogue_file(tmp_path / "a" / "catalogue-taskbench-multimedia.json")
+    for r in composed:
+        (first_id,) = pairs[r["id"]]
+        first, second = plain[first_id], plain[r["id"].removeprefix(f"composed-{first_id}-")]
+        assert not is_eval_id(first_id) and not is_eval_id(second["id"])
+        assert r["request"] == f"{first['request'].rstrip()} {second['request'].lstrip()}"
+        assert [t["tool"] for t in r["plan"]["tasks"]] == [t["tool"] for t in first["plan"]["tasks"] + second["plan"]["tasks"]]
+        assert 2 <= len(r["plan"]["tasks"]) <= delta_mix.MixOptions.composed_max_tasks
+        assert validate_plan(r["plan"], catalogue).ok
+        system = r["messages"][0]["content"]
+        assert all(f"- {t['tool']}(" in system for t in r["plan"]["tasks"]), r["id"]  # every gold tool shown

@@ -43,3 +43,45 @@ def test_eval_plans_bad_inputs(tmp_path, capsys):
     assert main(["-C", str(tmp_path), "eval", "plans", str(ds), "--adapter", "no-such-adapter"]) == 1
     err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("agx:")]
     assert len(err) == 3 and "file not found" in err[0] and "not a plan record" in err[1] and "no-such-adapter" in err[2]
+
+
+def test_planner_decoding_is_what_agx_plan_decodes_with(tmp_path):
+    """`--decoding planner` (the default) sends the planner's own grammar, count_steps included;
+    `--decoding schema` the plan's JSON schema. The engine is the real bundled model; the wrapper
+    only records the requests it is sent."""
+    import pytest
+
+    from agx.config import load_config
+    from agx.execution.builtin_tools import builtin_catalogue
+    from agx.planning.planner import Planner
+    from agx.planning.schema_grammar import plan_gbnf, plan_json_schema
+    from agx.runtime.pool import EnginePool
+    from agx.training.eval_plans import EvalOptions, evaluate_record
+
+    class Recording:
+        def __init__(self, engine):
+            self._engine, self.requests = engine, []
+
+        def __getattr__(self, name):
+            return getattr(self._engine, name)
+
+        def chat(self, request, cancel=None):
+            self.requests.append(request)
+            return self._engine.chat(request, cancel)
+
+    pool = EnginePool(load_config(tmp_path, use_user_file=False).config, tmp_path)
+    try:
+        delta = Recording(pool.engine("delta"))
+        record, catalogue = data_delta.generate_synthetic(1, seed=1)[0], builtin_catalogue()
+        for options in (EvalOptions(max_tokens=8), EvalOptions(max_tokens=8, decoding="schema"),
+                        EvalOptions(max_tokens=8, count_steps=False)):
+            evaluate_record(record, delta, catalogue, options)
+        planner_request, schema_request, plain_request = delta.requests
+        assert planner_request.grammar == Planner(delta, catalogue).grammar == plan_gbnf(catalogue, count_steps=True)
+        assert planner_request.json_schema is None  # the shipped adapter's manifest says goal_style "steps"
+        assert schema_request.grammar is None and schema_request.json_schema == plan_json_schema(catalogue)
+        assert plain_request.grammar == plan_gbnf(catalogue) != planner_request.grammar
+        with pytest.raises(ValueError, match="unknown decoding"):
+            evaluate_record(record, delta, catalogue, EvalOptions(decoding="fast"))
+    finally:
+        pool.close()

@@ -158,7 +158,8 @@ SAMPLE_SCRIPT = textwrap.dedent("""
     cat = builtin_catalogue() if sys.argv[1] == "builtin" else load_catalogue_file(sys.argv[1])
     llm = Llama(model_path=str(bundled_model_path()), n_ctx=256, n_threads=2, verbose=False)
     for g in (LlamaGrammar.from_json_schema(json.dumps(plan_json_schema(cat)), verbose=False),
-              LlamaGrammar.from_string(plan_gbnf(cat), verbose=False)):
+              LlamaGrammar.from_string(plan_gbnf(cat), verbose=False),
+              LlamaGrammar.from_string(plan_gbnf(cat, count_steps=True), verbose=False)):
         out = llm.create_completion("Plan:", grammar=g, max_tokens=4, temperature=0)
         print(repr(out["choices"][0]["text"]))
 """)
@@ -173,7 +174,7 @@ def test_grammars_are_accepted_by_llama_cpp_sampling(which):
     proc = subprocess.run([sys.executable, "-c", SAMPLE_SCRIPT, which], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     outputs = [eval(line) for line in proc.stdout.splitlines()]
-    assert len(outputs) == 2 and all(o.startswith("{") for o in outputs)
+    assert len(outputs) == 3 and all(o.startswith("{") for o in outputs)
 
 
 def test_canonical_json_uses_emission_order():

@@ -46,6 +46,9 @@ def register(sub) -> None:
                      help="make it ROLE's default on this base (roles.ROLE.adapter = \"auto\" loads it); repeatable")
     ins.add_argument("--prompt-style", choices=["full", "compact", "compact_example"],
                      help="the planning prompt it was trained with (roles.delta.prompt_style = \"auto\" follows it)")
+    ins.add_argument("--goal-style", choices=["steps", "request"],
+                     help="how its plan targets wrote the goal: 'steps' = numbered steps, one task each (the planner "
+                     "then holds its plans to at least one task per step it numbers)")
     ins.add_argument("--purpose", choices=["plan"],
                      help="what it was trained for: 'plan' = applied to Delta's plans only, never to code or answers")
     ins.add_argument("--training-command", metavar="CMD",
@@ -196,7 +199,7 @@ def run_install(ctx: CliContext) -> int:
         _path_arg(ctx, a.peft_dir), base, a.name, ctx.config, outtype=a.outtype, dataset=dataset,
         metrics=metrics, force=a.force,
         extra={k: v for k, v in (("default_for", a.default_for), ("prompt_style", a.prompt_style),
-                                 ("purpose", a.purpose), ("training_command", a.training_command)) if v},
+                                 ("goal_style", a.goal_style), ("purpose", a.purpose), ("training_command", a.training_command)) if v},
     ))
     _print_result(result, result.out_path)
     print(f"installed {a.name} in {folder}; select it with: --set roles.<role>.adapter={a.name}  (or in agx.toml)")

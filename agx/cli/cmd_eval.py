@@ -27,6 +27,12 @@ def register(sub) -> None:
     e.add_argument("--max-tokens", type=int, default=768, help="cap on each plan's length in tokens (default 768)")
     e.add_argument("--out", help="per-sample results file (default: .agx/eval/<dataset>-<time>.jsonl)")
     e.add_argument("--label", help="name of this run in the table (default: the model and adapter)")
+    e.add_argument("--decoding", choices=["planner", "schema"], default="planner",
+                   help="planner: constrained as `agx plan` constrains it (default); schema: the plan's JSON schema only "
+                   "(how figures before 2026-12-02 were measured)")
+    e.add_argument("--count-steps", choices=["auto", "on", "off"], default="auto",
+                   help="planner decoding: at least one task per numbered goal step (auto: when the adapter's manifest says its "
+                   "goals were numbered steps)")
     e.add_argument("--quiet", action="store_true", help="no per-sample progress on stderr")
     e.set_defaults(func=run_plans)
 
@@ -69,7 +75,9 @@ def run_plans(ctx: CliContext) -> int:
 
     cancel = CancelToken()
     try:
-        summary, results = evaluate_records(records, engine, dataset.parent, EvalOptions(max_tokens=args.max_tokens),
+        summary, results = evaluate_records(records, engine, dataset.parent, EvalOptions(
+            max_tokens=args.max_tokens, decoding=args.decoding,
+            count_steps={"auto": None, "on": True, "off": False}[args.count_steps]),
                                             on_result=progress, cancel=cancel)
     except DatasetError as exc:
         raise CliError(str(exc), EXIT_USAGE) from None

@@ -27,7 +27,7 @@ from agx.planning.schema_grammar import plan_gbnf, plan_json_schema
 from agx.planning.stream_parser import PlanStreamParser, parse_plan_text
 from agx.planning.tools import ToolCatalogue
 from agx.planning.validate import ValidationReport, validate_plan
-from agx.runtime.adapters import adapter_prompt_style
+from agx.runtime.adapters import adapter_goal_style, adapter_prompt_style
 from agx.runtime.engine import CancelToken, ChatRequest, Engine, EngineError, GenerationStats
 from agx.workspace.plan_store import new_plan_id  # the one plan id format (planner, runs, the shell)
 
@@ -96,6 +96,25 @@ def _is_in_process(engine: Engine) -> bool:
         return False
 
 
+def counts_steps(engine: Engine) -> bool:
+    """Whether plans from `engine` get at least one task per numbered goal step (schema_grammar's
+    count_steps): yes when its adapter was trained on goals written as numbered steps."""
+    return adapter_goal_style(getattr(engine, "adapter_path", None)) == "steps"
+
+
+def plan_grammar(
+    engine: Engine, catalogue: ToolCatalogue, max_tasks: int = 10, count_steps: bool | None = None,
+) -> str | None:
+    """The in-process grammar Delta plans under on `engine` (None for a remote engine, which
+    gets the plan's JSON schema). The planner and `agx eval plans` both decode with it, so the
+    eval measures what `agx plan` does."""
+    if not _is_in_process(engine):
+        return None
+    if count_steps is None:
+        count_steps = counts_steps(engine)
+    return plan_gbnf(catalogue, max_tasks=max_tasks, count_steps=count_steps)
+
+
 class Planner:
     def __init__(
         self,
@@ -107,6 +126,7 @@ class Planner:
         max_deps: int = 4,
         max_tokens: int | None = None,
         prompt_style: str | None = None,
+        count_steps: bool | None = None,
     ):
         self.engine = engine
         # agx/planning/prompt.py PROMPT_STYLES; default: the role's config (roles.delta.prompt_style),
@@ -120,9 +140,10 @@ class Planner:
         self.repair_rounds = max(0, repair_rounds)
         self.max_tasks = max_tasks
         self.schema = plan_json_schema(catalogue, max_tasks=max_tasks, max_deps=max_deps)
-        # In-process llama.cpp gets the stricter grammar (ids t1..tN, deps only backwards);
-        # remote servers only understand a JSON schema.
-        self.grammar = plan_gbnf(catalogue, max_tasks=max_tasks) if _is_in_process(engine) else None
+        # In-process llama.cpp gets the stricter grammar (ids t1..tN, deps only backwards, and
+        # for an adapter trained on numbered goals at least one task per step); remote servers only
+        # understand a JSON schema.
+        self.grammar = plan_grammar(engine, catalogue, max_tasks=max_tasks, count_steps=count_steps)
         self.max_tokens = max_tokens
 
     def messages_for(self, request: str) -> list[dict[str, str]]:

@@ -187,27 +187,29 @@ def catalogue_key(catalogue: ToolCatalogue) -> str:
 # Plan grammars built so far, per catalogue and bounds: a planner is made per request (and per
 # retrieved tool subset), and building the grammar for a large catalogue takes long enough to
 # notice (README, Performance). Strings are immutable, so callers share them.
-_PLAN_GBNF_CACHE: "OrderedDict[tuple[str, int, int], str]" = OrderedDict()
+_PLAN_GBNF_CACHE: "OrderedDict[tuple[str, int, int, bool], str]" = OrderedDict()
 _PLAN_GBNF_CAPACITY = 32
 _PLAN_GBNF_LOCK = threading.Lock()
 
 
 def plan_gbnf(
-    catalogue: ToolCatalogue, max_tasks: int = 10, max_deps: int = 4, max_arg_chars: int = ARG_STRING_MAX_CHARS
+    catalogue: ToolCatalogue, max_tasks: int = 10, max_deps: int = 4, max_arg_chars: int = ARG_STRING_MAX_CHARS,
+    count_steps: bool = False,
 ) -> str:
     """A llama.cpp GBNF grammar for plans: ids t1..tN in order, deps only to earlier tasks
     (strictly increasing, so at most k-1 of them; `max_deps` applies to the JSON schema only).
+    `count_steps`: a goal written as numbered steps gets at least one task per step (`_steps_rules`).
 
     Built once per catalogue and bounds, then served from an in-memory cache."""
     if len(catalogue) == 0:
         raise ValueError("the tool catalogue is empty: nothing to plan with")
-    key = (catalogue_key(catalogue), max_tasks, max_arg_chars)
+    key = (catalogue_key(catalogue), max_tasks, max_arg_chars, count_steps)
     with _PLAN_GBNF_LOCK:
         text = _PLAN_GBNF_CACHE.get(key)
         if text is not None:
             _PLAN_GBNF_CACHE.move_to_end(key)
             return text
-    text = build_plan_gbnf(catalogue, max_tasks=max_tasks, max_arg_chars=max_arg_chars)
+    text = build_plan_gbnf(catalogue, max_tasks=max_tasks, max_arg_chars=max_arg_chars, count_steps=count_steps)
     with _PLAN_GBNF_LOCK:
         _PLAN_GBNF_CACHE[key] = text
         while len(_PLAN_GBNF_CACHE) > _PLAN_GBNF_CAPACITY:
@@ -221,7 +223,9 @@ def clear_grammar_cache() -> None:
         _PLAN_GBNF_CACHE.clear()
 
 
-def build_plan_gbnf(catalogue: ToolCatalogue, max_tasks: int = 10, max_arg_chars: int = ARG_STRING_MAX_CHARS) -> str:
+def build_plan_gbnf(
+    catalogue: ToolCatalogue, max_tasks: int = 10, max_arg_chars: int = ARG_STRING_MAX_CHARS, count_steps: bool = False,
+) -> str:
     """`plan_gbnf` without the cache: builds the grammar text every time."""
     from llama_cpp.llama_grammar import SchemaConverter
 
@@ -249,7 +253,49 @@ def build_plan_gbnf(catalogue: ToolCatalogue, max_tasks: int = 10, max_arg_chars
         tasks_tail = f'("," space plan-task-{k}' + (" " + tasks_tail if k < max_tasks else "") + ")?"
     if max_tasks > 1:
         tasks = f"plan-task-1 {tasks_tail}"
-    rules.append(
-        f'root ::= "{{" space {_key("goal")} {goal} "," space {_key("tasks")} "[" space {tasks} "]" space "}}" space'
-    )
+    if count_steps:
+        rules.extend(_steps_rules(max_tasks, tasks))
+    else:
+        rules.append(
+            f'root ::= "{{" space {_key("goal")} {goal} "," space {_key("tasks")} "[" space {tasks} "]" space "}}" space'
+        )
     return conv.format_grammar() + "\n" + "\n".join(rules) + "\n"
+
+
+# -- one task per numbered step ------------------------------------------------------------
+# A planner trained on goals that number the plan's steps ("1) Stabilize the video; 2) Extract
+# the audio", agx/training/taskbench.py) sometimes numbers five steps and then writes one task.
+# These rules make the count it wrote a floor: a goal that starts "1) " is a list of steps
+# separated by "; k) ", and the plan that follows has at least as many tasks as the goal has
+# steps. Not exactly as many: measured with the shipped adapter on TaskBench's held-out split,
+# "exactly" also cut the plans that named one step and went on to the 3 tasks the request needed
+# (node F1 47.03 -> 47.41 but edge F1 3.07 -> 1.97). Any other goal leaves the count free.
+STEP_MAX_CHARS = 100
+_CHAR = r'[^"\\\x7F\x00-\x1F]'  # a JSON string character that needs no escape
+_ESCAPE = r'"\\" (["\\/bfnrt] | "u" [0-9a-fA-F]{4})'
+
+
+def _steps_rules(max_tasks: int, any_count_tasks: str) -> list[str]:
+    tasks_key = f'"\\"" space "," space {_key("tasks")} "[" space'
+    rules = [
+        # step text: no quote, backslash or ";" (";" separates steps; TaskBench's 1,220 step
+        # texts have one ";" among them), so where a step ends is never ambiguous
+        rf'plan-step-text ::= [^"\\;\x7F\x00-\x1F]{{1,{STEP_MAX_CHARS}}}',
+        f"plan-goal-char ::= {_CHAR} | {_ESCAPE}",
+        # a goal that does not start with "1)": the task count stays free
+        rf'plan-goal-free ::= "\"" ([^"\\1\x7F\x00-\x1F] plan-goal-char{{0,{GOAL_MAX_CHARS - 1}}} '
+        rf'| "1" ([^)"\\\x7F\x00-\x1F] plan-goal-char{{0,{GOAL_MAX_CHARS - 2}}})?) "\"" space',
+    ]
+    for k in range(1, max_tasks + 1):
+        # plan-tasks-after-k: nothing, or task k+1 and what may follow it
+        rules.append(f'plan-tasks-after-{k} ::= ("," space plan-task-{k + 1} plan-tasks-after-{k + 1})?'
+                     if k < max_tasks else f'plan-tasks-after-{k} ::= ""')
+        at_least = " ".join(["plan-task-1", *(f'"," space plan-task-{j}' for j in range(2, k + 1))])
+        close = f'{tasks_key} {at_least} plan-tasks-after-{k} "]" space'
+        more = f' | "; {k + 1}) " plan-steps-{k + 1}' if k < max_tasks else ""
+        rules.append(f"plan-steps-{k} ::= plan-step-text ({close}{more})")
+    rules.append(
+        f'root ::= "{{" space {_key("goal")} ("\\"1) " plan-steps-1 '
+        f'| plan-goal-free "," space {_key("tasks")} "[" space {any_count_tasks} "]" space) "}}" space'
+    )
+    return rules

@@ -108,6 +108,12 @@ def adapter_prompt_style(path: str | Path | None) -> str | None:
     return _manifest_text(path, "prompt_style")
 
 
+def adapter_goal_style(path: str | Path | None) -> str | None:
+    """How an installed planning adapter's targets wrote the plan's goal (its manifest's
+    "goal_style": "steps" = numbered steps, one task each in training); None if it does not say."""
+    return _manifest_text(path, "goal_style")
+
+
 def check_adapter_against_base(adapter_path: Path, base: GGUFInfo) -> None:
     """Raise EngineError explaining why this adapter cannot be applied to this base."""
     try:

@@ -35,6 +35,7 @@ import argparse
 import hashlib
 import json
 import random
+import re
 import sys
 import tempfile
 from contextlib import contextmanager
@@ -50,7 +51,7 @@ from agx.planning.tools import ToolCatalogue
 from agx.planning.validate import validate_plan
 from agx.training import data_delta
 from agx.training.records import BUILTIN_CATALOGUE, DatasetError, catalogue_to_json, file_sha256, write_jsonl
-from agx.training.taskbench import GOAL_STYLES, convert_taskbench
+from agx.training.taskbench import GOAL_STYLES, convert_taskbench, steps_goal
 from agx.workspace import gitread
 
 MIX_VERSION = 2
@@ -78,6 +79,10 @@ class MixOptions:
     # teach it (coding valid 97.6% with 216) and leave CPU time for TaskBench's varied graphs.
     coding_train_max: int | None = 120
     goal_style: str = "steps"  # TaskBench targets' goal: numbered steps, or the request ("request")
+    # Composed TaskBench train records: two requests asked in one message, planned as both
+    # plans side by side (composed_record). 0 keeps the v2 mix byte for byte.
+    composed: int = 0
+    composed_max_tasks: int = 6
     seed: int = 0
 
 
@@ -365,6 +370,59 @@ def renamed_record(rec: dict[str, Any], renamed: ToolCatalogue, catalogue_ref: s
                    prompt_tools=cat.names(), split=rec["split"], type=rec.get("type"), gold=gold)
 
 
+# -- composed requests ----------------------------------------------------------------------------
+# The v2 adapter wrote a one-step goal, and one task, for 45 of the 76 multi-tool held-out
+# requests: it plans the request's first clause and stops. TaskBench has 176 multi-tool train
+# records; two train requests asked in one message, planned as both plans side by side, are
+# more examples of a plan that goes on until every part of the request is covered.
+_PLACEHOLDER_RE = re.compile(r"\$\{t(\d+)\}")
+
+
+def compose_plans(a: dict[str, Any], b: dict[str, Any], goal_style: str = "steps") -> dict[str, Any]:
+    """Plan `a` then plan `b` with its ids, deps and ${tK} placeholders moved past a's tasks."""
+    offset = len(a["tasks"])
+    shift = lambda tid: f"t{int(tid[1:]) + offset}"  # noqa: E731 (ids are t1..tN: taskbench.sample_to_plan)
+    moved = []
+    for task in b["tasks"]:
+        args = json.loads(_PLACEHOLDER_RE.sub(lambda m: "${t%d}" % (int(m.group(1)) + offset), json.dumps(task["args"])))
+        moved.append({**task, "id": shift(task["id"]), "deps": [shift(d) for d in task["deps"]], "args": args})
+    tasks = [*a["tasks"], *moved]
+    goal = steps_goal([t["title"] for t in tasks]) if goal_style == "steps" else a["goal"]
+    return {"goal": goal, "tasks": tasks}
+
+
+def composed_pairs(records: list[dict[str, Any]], count: int, max_tasks: int, seed: int) -> list[tuple[dict, dict]]:
+    """`count` seeded pairs of distinct records whose plans have at most `max_tasks` tasks together."""
+    rng = random.Random(f"agx-compose-{seed}")
+    pairs, seen = [], set()
+    ordered = sorted(records, key=lambda r: r["id"])
+    for _ in range(count * 20):
+        if len(pairs) >= count or len(ordered) < 2:
+            break
+        a, b = rng.sample(ordered, 2)
+        if (a["id"], b["id"]) in seen or len(a["plan"]["tasks"]) + len(b["plan"]["tasks"]) > max_tasks:
+            continue
+        seen.add((a["id"], b["id"]))
+        pairs.append((a, b))
+    return pairs
+
+
+def composed_record(a: dict[str, Any], b: dict[str, Any], catalogue: ToolCatalogue, cat_ref: str,
+                    options: MixOptions) -> dict[str, Any]:
+    """One train record asking `a`'s and `b`'s requests in one message (TaskBench records)."""
+    request = f"{a['request'].rstrip()} {b['request'].lstrip()}"
+    plan = compose_plans(a["plan"], b["plan"], options.goal_style)
+    report = validate_plan(plan, catalogue)
+    if not report.ok:
+        raise AssertionError(f"composing {a['id']} and {b['id']} gave an invalid plan: {report.errors}")
+    tools = list(dict.fromkeys(t["tool"] for t in plan["tasks"]))
+    cat = with_tools(prompt_catalogue(catalogue, request, options.retrieval_limit), catalogue, tools)
+    gold = {"nodes": [*a["gold"]["nodes"], *b["gold"]["nodes"]], "links": [*a["gold"]["links"], *b["gold"]["links"]]}
+    messages = build_plan_messages(request, cat, None, style=options.style)
+    return _record(f"composed-{a['id']}-{b['id']}", "taskbench-composed", request, plan, messages, cat_ref,
+                   split="train", type="composed", gold=gold)
+
+
 # -- token counts ----------------------------------------------------------------------------------
 def chatml_counter(model_path: str | Path | None = None) -> TokenCounter:
     """Token counts with the bundled model's tokenizer (llama.cpp, vocabulary only) over its
@@ -437,7 +495,7 @@ def build_mix(options: MixOptions, contexts: dict[str, str] | None = None) -> Mi
         seen_cat = ToolCatalogue.of(s for s in full if s.name not in unseen)
         cat_ref = conv.catalogue_file
         res.catalogues[cat_ref] = full
-        held, unseen_eval = [], []
+        held, unseen_eval, plain_train = [], [], []
         rng = random.Random(f"agx-shuffle-{options.seed}")
         dropped_unseen = retrieval_miss = 0
         for r in conv.records:
@@ -467,11 +525,15 @@ def build_mix(options: MixOptions, contexts: dict[str, str] | None = None) -> Mi
                 cat = with_tools(cat, seen_cat, plan_tools)
             messages = build_plan_messages(r["request"], cat, None, style=options.style)
             train.append(_record(r["id"], r["source"], r["request"], r["plan"], messages, cat_ref, **extra))
+            plain_train.append(r)
             for k in range(options.shuffled_per_record):
                 cat = shuffled_catalogue(seen_cat, plan_tools, rng, options.distractors)
                 messages = build_plan_messages(r["request"], cat, None, style=options.style)
                 train.append(_record(f"{r['id']}-shuffled{k + 1}", f"{r['source']}-shuffled", r["request"], r["plan"],
                                      messages, cat_ref, **extra))
+        pairs = composed_pairs(plain_train, options.composed, options.composed_max_tasks, options.seed)
+        train.extend(composed_record(a, b, seen_cat, cat_ref, options) for a, b in pairs)
+        res.notes["taskbench_composed"] = len(pairs)
         res.files[f"taskbench-{domain}-validation.jsonl"] = held
         if unseen:
             res.files[f"taskbench-{domain}-unseen-tools.jsonl"] = unseen_eval
@@ -555,17 +617,20 @@ def main(argv: list[str] | None = None) -> int:
                     help="coding requests kept for training (0: all)")
     ap.add_argument("--goal-style", default=MixOptions.goal_style, choices=GOAL_STYLES,
                     help="TaskBench targets' goal: the numbered steps, or the request's first sentence")
+    ap.add_argument("--composed", type=int, default=MixOptions.composed,
+                    help="train records composed of two TaskBench train requests in one message (default 0)")
     ap.add_argument("--no-renamed", action="store_true", help="no renamed-catalogue evaluation file")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     for flag, value in (("--coding", args.coding), ("--coding-train", args.coding_train), ("--shuffled", args.shuffled),
-                        ("--unseen-tools", args.unseen_tools)):
+                        ("--unseen-tools", args.unseen_tools), ("--composed", args.composed)):
         if value is not None and value < 0:
             ap.error(f"{flag} must be 0 or more, not {value}")  # exit 2, usage on stderr
     options = MixOptions(taskbench=args.taskbench, style=args.style, retrieval_limit=args.retrieval_limit or None,
                          shuffled_per_record=args.shuffled, unseen_tools=args.unseen_tools,
                          coding_count=args.coding, coding_train_max=args.coding_train or None,
-                         goal_style=args.goal_style, renamed_eval=not args.no_renamed, seed=args.seed)
+                         goal_style=args.goal_style, composed=args.composed, renamed_eval=not args.no_renamed,
+                         seed=args.seed)
     try:
         manifest = write_mix(args.out, options)
     except DatasetError as exc:

@@ -2,8 +2,11 @@
 
 Each record's prompt is its own `messages` minus the gold answer — byte for byte what the
 model saw in training, and what `build_plan_messages` gives at inference — and the output is
-constrained by the same JSON-schema grammar Delta uses (`plan_json_schema` over the record's
-catalogue). Decoding is greedy (temperature 0, no repetition penalty) so runs are repeatable.
+constrained as `agx plan` constrains it (`decoding="planner"`: the planner's in-process grammar
+over the record's catalogue, with at least one task per numbered goal step when the adapter was trained
+on such goals; a remote engine gets the JSON schema), or by the plan's JSON schema alone
+(`decoding="schema"`, how figures before 2026-12-02 were measured). Decoding is greedy
+(temperature 0, no repetition penalty) so runs are repeatable.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from agx.planning.planner import plan_grammar
 from agx.planning.prompt import build_plan_messages
 from agx.planning.schema_grammar import plan_json_schema
 from agx.planning.tools import ToolCatalogue
@@ -31,6 +35,11 @@ class EvalOptions:
     max_tasks: int = 10
     max_deps: int = 4
     seed: int = 0
+    decoding: str = "planner"  # DECODINGS
+    count_steps: bool | None = None  # planner decoding: None = as the adapter's manifest says
+
+
+DECODINGS = ("planner", "schema")
 
 
 def load_plan_records(path: str | Path, limit: int | None = None) -> list[dict[str, Any]]:
@@ -62,10 +71,16 @@ def evaluate_record(
     cancel: CancelToken | None = None,
 ) -> dict[str, Any]:
     """Plan one record's request and score it; an engine error scores as an empty prediction."""
-    schema = plan_json_schema(catalogue, max_tasks=options.max_tasks, max_deps=options.max_deps)
+    if options.decoding not in DECODINGS:
+        raise ValueError(f"unknown decoding {options.decoding!r} (one of {', '.join(DECODINGS)})")
+    grammar = None
+    if options.decoding == "planner":
+        grammar = plan_grammar(engine, catalogue, max_tasks=options.max_tasks, count_steps=options.count_steps)
+    constraint = {"grammar": grammar} if grammar is not None else {
+        "json_schema": plan_json_schema(catalogue, max_tasks=options.max_tasks, max_deps=options.max_deps)}
     request = ChatRequest(
-        messages=prompt_messages(record, catalogue), json_schema=schema, temperature=0.0,
-        max_tokens=options.max_tokens, seed=options.seed, purpose="plan",
+        messages=prompt_messages(record, catalogue), temperature=0.0,
+        max_tokens=options.max_tokens, seed=options.seed, purpose="plan", **constraint,
     )
     t0 = time.perf_counter()
     error = None

@@ -58,7 +58,7 @@ def _goal(instruction: str) -> str:
     return _shorten(first, GOAL_MAX_CHARS)
 
 
-def _steps_goal(titles: list[str]) -> str:
+def steps_goal(titles: list[str]) -> str:
     """The plan's steps, numbered, as its goal: "1) Stabilize the video; 2) Extract the audio".
 
     A small planner that first writes how many steps the request has, and what each does, then
@@ -169,7 +169,7 @@ def sample_to_plan(sample: dict[str, Any], goal_style: str = "steps") -> dict[st
         dep_ids = [ids[s] for s in kept]
         inputs = [_drop_dangling(a, dep_ids) for a in args[i]]
         tasks.append({"id": ids[i], "title": titles[i], "tool": tools[i], "deps": dep_ids, "args": {"inputs": inputs}})
-    goal = _steps_goal(titles) if goal_style == "steps" else _goal(sample.get("instruction", ""))
+    goal = steps_goal(titles) if goal_style == "steps" else _goal(sample.get("instruction", ""))
     return {"goal": goal or "Plan the request", "tasks": tasks}
 
 
