@@ -149,7 +149,7 @@ print(json.dumps(metrics, indent=2))
 PY
 
 log "5/5 install adapters/$NAME"
-[[ "$ROLE" == delta && "$MIX" == 1 ]] && INSTALL_ARGS+=(--prompt-style "$MIX_STYLE" --goal-style steps --purpose plan)  # a plans-only mix
+[[ "$ROLE" == delta && "$MIX" == 1 ]] && INSTALL_ARGS+=(--prompt-style "$MIX_STYLE" --purpose plan)  # a plans-only mix
 "${AGX[@]}" adapters install "$PEFT" --base "$GGUF_PATH" --name "$NAME" --dataset "$TRAIN_FILE" --metrics "$METRICS" --force \
   --training-command "$COMMAND_LINE" "${INSTALL_ARGS[@]+"${INSTALL_ARGS[@]}"}"
 echo "done: select it with --set roles.$ROLE.adapter=$NAME (or roles.$ROLE.adapter in agx.toml)"

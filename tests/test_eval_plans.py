@@ -74,13 +74,14 @@ def test_planner_decoding_is_what_agx_plan_decodes_with(tmp_path):
         delta = Recording(pool.engine("delta"))
         record, catalogue = data_delta.generate_synthetic(1, seed=1)[0], builtin_catalogue()
         for options in (EvalOptions(max_tokens=8), EvalOptions(max_tokens=8, decoding="schema"),
-                        EvalOptions(max_tokens=8, count_steps=False)):
+                        EvalOptions(max_tokens=8, count_steps=True)):
             evaluate_record(record, delta, catalogue, options)
-        planner_request, schema_request, plain_request = delta.requests
-        assert planner_request.grammar == Planner(delta, catalogue).grammar == plan_gbnf(catalogue, count_steps=True)
-        assert planner_request.json_schema is None  # the shipped adapter's manifest says goal_style "steps"
+        planner_request, schema_request, steps_request = delta.requests
+        # the shipped adapter's manifest has no goal_style: count_steps is off
+        assert planner_request.grammar == Planner(delta, catalogue).grammar == plan_gbnf(catalogue)
+        assert planner_request.json_schema is None
         assert schema_request.grammar is None and schema_request.json_schema == plan_json_schema(catalogue)
-        assert plain_request.grammar == plan_gbnf(catalogue) != planner_request.grammar
+        assert steps_request.grammar == plan_gbnf(catalogue, count_steps=True) != planner_request.grammar
         with pytest.raises(ValueError, match="unknown decoding"):
             evaluate_record(record, delta, catalogue, EvalOptions(decoding="fast"))
     finally:
