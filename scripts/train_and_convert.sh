@@ -14,7 +14,7 @@
 #       --max-steps 126 --lr 6e-4 --time-budget-min 68 --group-by-length --eval-limit 0 --default-for delta --outtype f16
 #       # the shipped Delta adapter (agx/training/delta_mix.py, compact prompt; README Fine-tuning)
 #   --mix --composed N adds N train records that ask two TaskBench train requests in one message
-#       (delta_mix.compose_plans: both plans side by side)
+#       (delta_mix.compose_plans: both plans side by side); --coding-train N keeps N coding requests (0: all)
 #
 # --base-gguf is what agx runs (the adapter is converted for it); --base-hf is what trains (the
 # same weights unquantized; default: the GGUF itself, dequantized by transformers). Extra
@@ -36,6 +36,7 @@ EVAL_LIMIT=50
 MIX=0
 MIX_STYLE=compact
 COMPOSED=0
+CODING_TRAIN=120  # coding requests kept for training (0: all the generated train split)
 TRAIN_ARGS=()
 INSTALL_ARGS=()
 COMMAND_LINE="scripts/train_and_convert.sh $*"  # recorded in the manifest (training_command)
@@ -56,6 +57,7 @@ while [[ $# -gt 0 ]]; do
     --mix) MIX=1; shift ;;
     --mix-style) MIX_STYLE="$2"; shift 2 ;;
     --composed) COMPOSED="$2"; shift 2 ;;
+    --coding-train) CODING_TRAIN="$2"; shift 2 ;;
     --default-for) INSTALL_ARGS+=(--default-for "$2"); shift 2 ;;
     --outtype) INSTALL_ARGS+=(--outtype "$2"); shift 2 ;;
     --group-by-length) TRAIN_ARGS+=("$1"); shift ;;
@@ -97,7 +99,7 @@ TRAIN_BASE="${BASE_HF:-$GGUF_PATH}"
 
 log "1/5 data ($ROLE)"
 if [[ "$ROLE" == delta && "$MIX" == 1 ]]; then
-  MIX_ARGS=(-o "$DATA" --coding "$COUNT" --style "$MIX_STYLE" --composed "$COMPOSED")
+  MIX_ARGS=(-o "$DATA" --coding "$COUNT" --style "$MIX_STYLE" --composed "$COMPOSED" --coding-train "$CODING_TRAIN")
   for tb in "${TASKBENCH[@]+"${TASKBENCH[@]}"}"; do MIX_ARGS+=(--taskbench "$tb"); done
   "$PY" -m agx.training.delta_mix "${MIX_ARGS[@]}"
 elif [[ "$ROLE" == delta ]]; then
