@@ -36,7 +36,7 @@ EVAL_LIMIT=50
 MIX=0
 MIX_STYLE=compact
 COMPOSED=0
-CODING_TRAIN=120  # coding requests kept for training (0: all the generated train split)
+CODING_TRAIN=""  # coding requests kept for training; empty: delta_mix's own default (0: all)
 TRAIN_ARGS=()
 INSTALL_ARGS=()
 COMMAND_LINE="scripts/train_and_convert.sh $*"  # recorded in the manifest (training_command)
@@ -99,7 +99,8 @@ TRAIN_BASE="${BASE_HF:-$GGUF_PATH}"
 
 log "1/5 data ($ROLE)"
 if [[ "$ROLE" == delta && "$MIX" == 1 ]]; then
-  MIX_ARGS=(-o "$DATA" --coding "$COUNT" --style "$MIX_STYLE" --composed "$COMPOSED" --coding-train "$CODING_TRAIN")
+  MIX_ARGS=(-o "$DATA" --coding "$COUNT" --style "$MIX_STYLE" --composed "$COMPOSED")
+  [[ -z "$CODING_TRAIN" ]] || MIX_ARGS+=(--coding-train "$CODING_TRAIN")
   for tb in "${TASKBENCH[@]+"${TASKBENCH[@]}"}"; do MIX_ARGS+=(--taskbench "$tb"); done
   "$PY" -m agx.training.delta_mix "${MIX_ARGS[@]}"
 elif [[ "$ROLE" == delta ]]; then
