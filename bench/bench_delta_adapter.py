@@ -23,7 +23,8 @@ adapter's figures. `--base-figures MANIFEST` skips the base's runs and takes its
 adapter manifest this bench wrote earlier (the bare model's outputs do not change while the
 held-out files keep their sha256: greedy, same prompts), marked `base*` in the table. For the
 TaskBench sets it also prints where node F1 goes (agx.training.metrics.plan_shapes: single- vs
-multi-tool requests, multi-tool requests planned as one task). Run it on an idle machine (under the CPU lock on a shared one): runs are
+multi-tool requests, multi-tool requests planned as one task) and where edge F1 goes (metrics.edge_losses: each gold
+edge a hit, reversed, indirect, unwired, or missing a tool). Run it on an idle machine (under the CPU lock on a shared one): runs are
 sequential, never concurrent. Results: bench/results/delta-adapter/.
 """
 
@@ -37,7 +38,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from agx.training.metrics import plan_shapes
+from agx.training.metrics import edge_losses, plan_shapes
 
 ROOT = Path(__file__).resolve().parents[1]
 # TaskBench first: the figures the issue's targets are on come out first.
@@ -120,9 +121,12 @@ def main(argv: list[str] | None = None) -> int:
         for label in ("adapter", "base"):
             per_record = args.out / f"{label}-{name}.jsonl"
             if name.startswith("taskbench") and per_record.is_file() and (label == "adapter" or not args.base_figures):
-                shapes = plan_shapes([json.loads(line) for line in per_record.read_text().splitlines() if line.strip()])
+                records = [json.loads(line) for line in per_record.read_text().splitlines() if line.strip()]
+                shapes, losses = plan_shapes(records), edge_losses(records)
                 results[name][label]["shapes"] = shapes
+                results[name][label]["edge_losses"] = losses
                 print(f"{name} {label}: " + ", ".join(f"{k} {v}" for k, v in shapes.items()))
+                print(f"{name} {label} gold edges: " + ", ".join(f"{k} {v}" for k, v in losses.items()))
     print(f"\nper-record results: {args.out}/")
     if args.write_manifest:
         write_manifest_eval(ROOT / "adapters" / args.adapter / "manifest.json", results, argv, args.decoding)

@@ -83,3 +83,29 @@ def test_plan_shapes_splits_node_f1_by_request_size():
     assert shapes["multi_tool_node_f1"] == 75.0
     assert shapes["multi_tool_planned_as_one_task"] == 1
     assert shapes["multi_tool_tools_predicted"] == 1.5 and shapes["multi_tool_tools_gold"] == 2.5
+
+
+def test_edge_losses_says_why_each_gold_edge_was_missed():
+    from agx.training.metrics import edge_losses
+
+    results = [
+        # gold A->B->C; plan A->B and C->B: A->B a hit, B->C planned the other way round
+        {"gold_nodes": ["A", "B", "C"], "gold_edges": [["A", "B"], ["B", "C"]],
+         "pred_nodes": ["A", "B", "C"], "pred_edges": [["A", "B"], ["C", "B"]]},
+        # gold A->C; plan A->B->C: A reaches C through B (indirect); A->B and B->C are not gold
+        {"gold_nodes": ["A", "C"], "gold_edges": [["A", "C"]],
+         "pred_nodes": ["A", "B", "C"], "pred_edges": [["A", "B"], ["B", "C"]]},
+        # gold A->B; plan of A and B with no deps: unwired, and a multi-task plan without deps
+        {"gold_nodes": ["A", "B"], "gold_edges": [["A", "B"]], "pred_nodes": ["A", "B"], "pred_edges": []},
+        # gold A->B; plan of A alone: the target tool is missing
+        {"gold_nodes": ["A", "B"], "gold_edges": [["A", "B"]], "pred_nodes": ["A"], "pred_edges": []},
+        # a single-tool request has no gold edges: not counted
+        {"gold_nodes": ["A"], "gold_edges": [], "pred_nodes": ["A", "B"], "pred_edges": [["A", "B"]]},
+    ]
+    losses = edge_losses(results)
+    assert losses["edge_samples"] == 4 and losses["gold_edges"] == 5
+    assert (losses["hit"], losses["reversed"], losses["indirect"], losses["unwired"], losses["tool_missing"]) == (1, 1, 1, 1, 1)
+    assert losses["pred_edges"] == 4
+    assert losses["wrong_pair"] == 1  # C->B: both gold tools
+    assert losses["wrong_tool"] == 2  # A->B and B->C in the second request: B is not a gold tool
+    assert losses["multi_task_plans_without_deps"] == 1

@@ -172,3 +172,61 @@ def plan_shapes(results: list[dict[str, Any]]) -> dict[str, Any]:
         "multi_tool_tools_predicted": round(mean([len(set(r["pred_nodes"])) for r in multi]), 2),
         "multi_tool_tools_gold": round(mean([len(set(r["gold_nodes"])) for r in multi]), 2),
     }
+
+
+def edge_losses(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """Where a planner's edge F1 goes, from `agx eval plans` per-record results, over the
+    requests whose gold graph has edges. Each distinct gold edge (source tool, target tool) is
+    one of:
+      hit        the plan has that edge
+      reversed   the plan has it the other way round
+      indirect   both tools are planned and the source reaches the target through other tasks
+      unwired    both tools are planned, with no path from source to target
+      tool_missing  the plan lacks the source tool, the target tool or both
+    and each predicted edge that is not gold is `wrong_pair` when both its tools are gold tools
+    (the right tools, wired wrongly) or `wrong_tool` otherwise. Which lever moves edge F1 follows:
+    `tool_missing` is node accuracy, `unwired`/`indirect`/`reversed` are dependencies."""
+    counts = {k: 0 for k in ("gold_edges", "hit", "reversed", "indirect", "unwired", "tool_missing",
+                             "pred_edges", "wrong_pair", "wrong_tool")}
+    plans_without_deps = samples = 0
+    for r in results:
+        gold = {tuple(e) for e in r.get("gold_edges") or []}
+        if not gold:
+            continue
+        samples += 1
+        pred = {tuple(e) for e in r.get("pred_edges") or []}
+        tools = set(r.get("pred_nodes") or [])
+        gold_tools = set(r.get("gold_nodes") or [])
+        if len(r.get("pred_nodes") or []) > 1 and not pred:
+            plans_without_deps += 1
+        reach: dict[str, set[str]] = {}
+        for s, t in pred:
+            reach.setdefault(s, set()).add(t)
+
+        def reaches(source: str, target: str) -> bool:
+            seen, todo = set(), [source]
+            while todo:
+                for nxt in reach.get(todo.pop(), ()):
+                    if nxt == target:
+                        return True
+                    if nxt not in seen:
+                        seen.add(nxt)
+                        todo.append(nxt)
+            return False
+
+        for s, t in gold:
+            counts["gold_edges"] += 1
+            if (s, t) in pred:
+                counts["hit"] += 1
+            elif s not in tools or t not in tools:
+                counts["tool_missing"] += 1
+            elif (t, s) in pred:
+                counts["reversed"] += 1
+            elif reaches(s, t):
+                counts["indirect"] += 1
+            else:
+                counts["unwired"] += 1
+        for s, t in pred - gold:
+            counts["wrong_pair" if s in gold_tools and t in gold_tools else "wrong_tool"] += 1
+        counts["pred_edges"] += len(pred)
+    return {"edge_samples": samples, **counts, "multi_task_plans_without_deps": plans_without_deps}
