@@ -24,7 +24,8 @@ adapter manifest this bench wrote earlier (the bare model's outputs do not chang
 held-out files keep their sha256: greedy, same prompts), marked `base*` in the table. For the
 TaskBench sets it also prints where node F1 goes (agx.training.metrics.plan_shapes: single- vs
 multi-tool requests, multi-tool requests planned as one task) and where edge F1 goes (metrics.edge_losses: each gold
-edge a hit, reversed, indirect, unwired, or missing a tool). Run it on an idle machine (under the CPU lock on a shared one): runs are
+edge a hit, reversed, indirect, unwired, or missing a tool); for agx's coding requests, whether the
+plans give the edit the files the request needs (metrics.write_losses). Run it on an idle machine (under the CPU lock on a shared one): runs are
 sequential, never concurrent. Results: bench/results/delta-adapter/.
 """
 
@@ -38,7 +39,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from agx.training.metrics import edge_losses, plan_shapes
+from agx.training.metrics import edge_losses, plan_shapes, write_losses
 
 ROOT = Path(__file__).resolve().parents[1]
 # TaskBench first: the figures the issue's targets are on come out first.
@@ -120,6 +121,10 @@ def main(argv: list[str] | None = None) -> int:
     for name in results:
         for label in ("adapter", "base"):
             per_record = args.out / f"{label}-{name}.jsonl"
+            if name == "delta-validation" and per_record.is_file() and (label == "adapter" or not args.base_figures):
+                records = [json.loads(line) for line in per_record.read_text().splitlines() if line.strip()]
+                results[name][label]["write_losses"] = losses = write_losses(records)
+                print(f"{name} {label} files written: " + ", ".join(f"{k} {v}" for k, v in losses.items()))
             if name.startswith("taskbench") and per_record.is_file() and (label == "adapter" or not args.base_figures):
                 records = [json.loads(line) for line in per_record.read_text().splitlines() if line.strip()]
                 shapes, losses = plan_shapes(records), edge_losses(records)

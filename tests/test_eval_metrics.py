@@ -109,3 +109,23 @@ def test_edge_losses_says_why_each_gold_edge_was_missed():
     assert losses["wrong_pair"] == 1  # C->B: both gold tools
     assert losses["wrong_tool"] == 2  # A->B and B->C in the second request: B is not a gold tool
     assert losses["multi_task_plans_without_deps"] == 1
+
+
+def test_plan_writes_and_write_losses_say_whether_the_edit_gets_the_right_files():
+    from agx.training.metrics import plan_writes, write_losses
+
+    plan = {"tasks": [
+        {"id": "t1", "tool": "read_files", "deps": [], "args": {"paths": ["src/a.py", "tests/test_a.py"]}},
+        {"id": "t2", "tool": "code", "deps": ["t1"], "args": {"paths": ["src/a.py", "src/a.py"], "instruction": "x"}},
+        {"id": "t3", "tool": "edit_file", "deps": ["t2"], "args": {"path": "README.md", "edits": []}},
+        {"id": "t4", "tool": "run_tests", "deps": ["t3"], "args": {}},
+    ]}
+    assert plan_writes(plan) == ["README.md", "src/a.py"]  # reads and test runs write nothing
+    assert plan_writes(None) == []
+    results = [
+        {"gold_writes": ["src/a.py", "tests/test_a.py"], "pred_writes": ["src/a.py"]},  # the test file missing
+        {"gold_writes": ["src/a.py"], "pred_writes": ["src/a.py", "tests/test_a.py"]},  # one extra
+        {"gold_writes": ["src/a.py"], "pred_writes": ["src/a.py"]},
+        {"gold_writes": [], "pred_writes": ["x.py"]},  # a request whose gold writes nothing: not counted
+    ]
+    assert write_losses(results) == {"requests_that_write": 3, "exact": 1, "missing_a_file": 1, "extra_file": 1}

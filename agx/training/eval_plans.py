@@ -22,7 +22,8 @@ from agx.planning.schema_grammar import plan_json_schema
 from agx.planning.tools import ToolCatalogue
 from agx.planning.validate import validate_plan
 from agx.runtime.engine import CancelToken, ChatRequest, Engine, EngineError
-from agx.training.metrics import Summary, gold_of, parse_plan_output, plan_graph, score_sample, summarize
+from agx.training.metrics import (Summary, gold_of, parse_plan_output, plan_graph, plan_writes, score_sample,
+                                  summarize)
 from agx.training.records import DatasetError, read_jsonl, resolve_catalogue
 
 MAX_ERRORS_KEPT = 5
@@ -113,6 +114,8 @@ def evaluate_record(
         "gold_nodes": gold_nodes,
         "pred_edges": [list(e) for e in edges],
         "gold_edges": [list(e) for e in gold_edges],
+        "pred_writes": plan_writes(plan),
+        "gold_writes": plan_writes(record.get("plan")) if isinstance(record.get("plan"), dict) else [],
         "_score": score,
     }
 

@@ -75,6 +75,16 @@ def plan_graph(plan: dict[str, Any] | None) -> tuple[list[str], list[tuple[str, 
     return nodes, edges
 
 
+def plan_writes(plan: dict[str, Any] | None) -> list[str]:
+    """The files a plan's tasks declare they write (the `code` task's paths, `edit_file`'s path...,
+    as agx.execution.builtin_tools declares them), sorted, each once."""
+    from agx.execution.builtin_tools import written_paths
+
+    tasks = [t for t in (plan or {}).get("tasks") or [] if isinstance(t, dict)]
+    return sorted({p for t in tasks if isinstance(t.get("tool"), str) and isinstance(t.get("args"), dict)
+                   for p in written_paths(t["tool"], t["args"])})
+
+
 def gold_of(record: dict[str, Any]) -> tuple[list[str], list[tuple[str, str]]]:
     """A record's gold graph: TaskBench's own (`gold`) when present, else its plan's."""
     gold = record.get("gold")
@@ -230,3 +240,19 @@ def edge_losses(results: list[dict[str, Any]]) -> dict[str, Any]:
             counts["wrong_pair" if s in gold_tools and t in gold_tools else "wrong_tool"] += 1
         counts["pred_edges"] += len(pred)
     return {"edge_samples": samples, **counts, "multi_task_plans_without_deps": plans_without_deps}
+
+
+def write_losses(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """Whether plans change the right files, from `agx eval plans` per-record results, over the
+    requests whose gold plan writes a file (agx's coding requests; node and edge F1 see tools and
+    deps, not which files a `code` task is given). `missing_a_file`: a file the gold plan writes
+    is not among the plan's (the `code` tool edits only the paths it is given, so a test asked
+    for is not written); `extra_file`: the plan also gives a file the gold does not write (the
+    edit may leave it as it is)."""
+    rows = [r for r in results if r.get("gold_writes")]
+    return {
+        "requests_that_write": len(rows),
+        "exact": sum(1 for r in rows if sorted(r.get("pred_writes") or []) == sorted(r["gold_writes"])),
+        "missing_a_file": sum(1 for r in rows if set(r["gold_writes"]) - set(r.get("pred_writes") or [])),
+        "extra_file": sum(1 for r in rows if set(r.get("pred_writes") or []) - set(r["gold_writes"])),
+    }
