@@ -40,6 +40,7 @@ import tempfile
 from pathlib import Path
 
 from agx.training.metrics import edge_losses, plan_shapes, write_losses
+from agx.training.records import read_jsonl
 
 ROOT = Path(__file__).resolve().parents[1]
 # TaskBench first: the figures the targets are on come out first.
@@ -121,17 +122,18 @@ def main(argv: list[str] | None = None) -> int:
     for name in results:
         for label in ("adapter", "base"):
             per_record = args.out / f"{label}-{name}.jsonl"
-            if name == "delta-validation" and per_record.is_file() and (label == "adapter" or not args.base_figures):
-                records = [json.loads(line) for line in per_record.read_text().splitlines() if line.strip()]
-                results[name][label]["write_losses"] = losses = write_losses(records)
-                print(f"{name} {label} files written: " + ", ".join(f"{k} {v}" for k, v in losses.items()))
-            if name.startswith("taskbench") and per_record.is_file() and (label == "adapter" or not args.base_figures):
-                records = [json.loads(line) for line in per_record.read_text().splitlines() if line.strip()]
-                shapes, losses = plan_shapes(records), edge_losses(records)
-                results[name][label]["shapes"] = shapes
-                results[name][label]["edge_losses"] = losses
-                print(f"{name} {label}: " + ", ".join(f"{k} {v}" for k, v in shapes.items()))
-                print(f"{name} {label} gold edges: " + ", ".join(f"{k} {v}" for k, v in losses.items()))
+            if not per_record.is_file() or (label == "base" and args.base_figures):
+                continue
+            records = list(read_jsonl(per_record))
+            if name == "delta-validation":
+                breakdowns = {"files written": ("write_losses", write_losses(records))}
+            elif name.startswith("taskbench"):
+                breakdowns = {"": ("shapes", plan_shapes(records)), "gold edges": ("edge_losses", edge_losses(records))}
+            else:
+                continue
+            for heading, (key, figures) in breakdowns.items():
+                results[name][label][key] = figures
+                print(f"{name} {label}{' ' + heading if heading else ''}: " + ", ".join(f"{k} {v}" for k, v in figures.items()))
     print(f"\nper-record results: {args.out}/")
     if args.write_manifest:
         write_manifest_eval(ROOT / "adapters" / args.adapter / "manifest.json", results, argv, args.decoding)

@@ -20,22 +20,22 @@ tool. Prints node and edge F1 per variant and the ratio to the baseline.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 from agx.planning.retrieval import ToolIndex
-from agx.planning.tools import ToolCatalogue, load_catalogue_file
+from agx.planning.tools import ToolCatalogue
+from agx.training.eval_plans import record_catalogue
 from agx.training.metrics import gold_of, parse_plan_output, score_sample, summarize
+from agx.training.records import read_jsonl
 
 VARIANTS = ("model", "bm25", "model_if_top3")
 
 
 def _ranked(index: ToolIndex, text: str) -> list[str]:
-    scores = index.scores(text)
-    if max(scores, default=0.0) <= 0:
+    if max(index.scores(text), default=0.0) <= 0:
         return []  # no word of the title is in any tool's text: keep what the model wrote
-    return [index.names[i] for i in sorted(range(len(scores)), key=lambda i: (-scores[i], i))]
+    return index.ranked(text)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -45,19 +45,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--set", default="taskbench-multimedia-validation")
     args = ap.parse_args(argv)
 
-    records = {}
-    for line in (args.data / f"{args.set}.jsonl").read_text().splitlines():
-        if line.strip():
-            rec = json.loads(line)
-            records[rec["id"]] = rec
+    records = {rec["id"]: rec for rec in read_jsonl(args.data / f"{args.set}.jsonl")}
     catalogues: dict[str, ToolCatalogue] = {}
     indexes: dict[tuple[str, ...], ToolIndex] = {}
 
     def index_for(rec: dict) -> ToolIndex:
-        cat = catalogues.setdefault(rec["catalogue"], load_catalogue_file(args.data / rec["catalogue"]))
-        key = tuple(rec["prompt_tools"])
+        """The retriever over the tools the record's prompt showed (as the eval narrows them)."""
+        shown = record_catalogue(rec, args.data, catalogues)
+        key = tuple(shown.names())
         if key not in indexes:
-            indexes[key] = ToolIndex(ToolCatalogue.of(cat.get(n) for n in key))
+            indexes[key] = ToolIndex(shown)
         return indexes[key]
 
     gold_hits = gold_steps = 0
@@ -67,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
             gold_steps += 1
             gold_hits += bool(ranked) and ranked[0] == task["tool"]
 
-    outputs = [json.loads(line) for line in args.results.read_text().splitlines() if line.strip()]
+    outputs = list(read_jsonl(args.results))
     figures = {}
     for variant in VARIANTS:
         scores = []

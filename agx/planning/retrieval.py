@@ -81,18 +81,21 @@ class ToolIndex:
             return [0.0] * len(self.names)
         return [float(s) for s in self._bm25.get_scores(query)]
 
+    def ranked(self, request: str) -> list[str]:
+        """Every tool's name, best BM25 match first, ties in catalogue order."""
+        scores = self.scores(request)
+        return [self.names[i] for i in sorted(range(len(self.names)), key=lambda i: (-scores[i], i))]
+
     def select(self, request: str, limit: int, always: Iterable[str] = ()) -> ToolCatalogue:
         keep: list[str] = []
         for name in [*always, *named_tools(self.catalogue, request)]:
             if name in self.catalogue.tools and name not in keep:
                 keep.append(name)
-        scores = self.scores(request)
-        ranked = sorted(range(len(self.names)), key=lambda i: (-scores[i], i))
-        for i in ranked:
+        for name in self.ranked(request):
             if len(keep) >= limit:
                 break
-            if self.names[i] not in keep:
-                keep.append(self.names[i])
+            if name not in keep:
+                keep.append(name)
         return ToolCatalogue.of(self.catalogue.get(name) for name in keep[:max(limit, 1)])
 
 

@@ -59,6 +59,18 @@ def load_plan_records(path: str | Path, limit: int | None = None) -> list[dict[s
     return records
 
 
+def record_catalogue(record: dict[str, Any], dataset_dir: Path,
+                     cache: dict[str, ToolCatalogue] | None = None) -> ToolCatalogue:
+    """The tools a record's planner sees: its catalogue, narrowed to `prompt_tools` when the
+    record names them (the tools retrieval put in its prompt: the planner's grammar allows only
+    those, as agx plan narrows a large catalogue the same way, so the eval does too)."""
+    catalogue = resolve_catalogue(record.get("catalogue"), dataset_dir, cache)
+    shown = record.get("prompt_tools")
+    if isinstance(shown, list) and shown and all(n in catalogue.tools for n in shown):
+        return ToolCatalogue.of(catalogue.get(n) for n in shown)
+    return catalogue
+
+
 def prompt_messages(record: dict[str, Any], catalogue: ToolCatalogue) -> list[dict[str, str]]:
     """The training prompt (messages without the gold answer), or a fresh one if absent."""
     messages = record.get("messages")
@@ -115,7 +127,7 @@ def evaluate_record(
         "pred_edges": [list(e) for e in edges],
         "gold_edges": [list(e) for e in gold_edges],
         "pred_writes": plan_writes(plan),
-        "gold_writes": plan_writes(record.get("plan")) if isinstance(record.get("plan"), dict) else [],
+        "gold_writes": plan_writes(record.get("plan")),
         "_score": score,
     }
 
@@ -133,12 +145,7 @@ def evaluate_records(
     for i, record in enumerate(records):
         if cancel is not None and cancel.cancelled:
             break
-        catalogue = resolve_catalogue(record.get("catalogue"), dataset_dir, cache)
-        shown = record.get("prompt_tools")
-        if isinstance(shown, list) and shown and all(n in catalogue.tools for n in shown):
-            # The tools retrieval put in this record's prompt: the planner's grammar allows only
-            # those (agx plan narrows a large catalogue the same way), so the eval does too.
-            catalogue = ToolCatalogue.of(catalogue.get(n) for n in shown)
+        catalogue = record_catalogue(record, dataset_dir, cache)
         result = evaluate_record(record, engine, catalogue, options, cancel)
         scores.append(result.pop("_score"))
         tokens += result["completion_tokens"]

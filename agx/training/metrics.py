@@ -19,6 +19,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
+import networkx as nx
+
 
 _LENIENT = json.JSONDecoder(strict=False)
 
@@ -77,10 +79,11 @@ def plan_graph(plan: dict[str, Any] | None) -> tuple[list[str], list[tuple[str, 
 
 def plan_writes(plan: dict[str, Any] | None) -> list[str]:
     """The files a plan's tasks declare they write (the `code` task's paths, `edit_file`'s path...,
-    as agx.execution.builtin_tools declares them), sorted, each once."""
+    as agx.execution.builtin_tools declares them), sorted, each once; none for a non-plan."""
+    # Imported here: the tool declarations pull in the runners (~150 ms), which the scorers do not need.
     from agx.execution.builtin_tools import written_paths
 
-    tasks = [t for t in (plan or {}).get("tasks") or [] if isinstance(t, dict)]
+    tasks = [t for t in (plan.get("tasks") or [] if isinstance(plan, dict) else []) if isinstance(t, dict)]
     return sorted({p for t in tasks if isinstance(t.get("tool"), str) and isinstance(t.get("args"), dict)
                    for p in written_paths(t["tool"], t["args"])})
 
@@ -209,21 +212,8 @@ def edge_losses(results: list[dict[str, Any]]) -> dict[str, Any]:
         gold_tools = set(r.get("gold_nodes") or [])
         if len(r.get("pred_nodes") or []) > 1 and not pred:
             plans_without_deps += 1
-        reach: dict[str, set[str]] = {}
-        for s, t in pred:
-            reach.setdefault(s, set()).add(t)
-
-        def reaches(source: str, target: str) -> bool:
-            seen, todo = set(), [source]
-            while todo:
-                for nxt in reach.get(todo.pop(), ()):
-                    if nxt == target:
-                        return True
-                    if nxt not in seen:
-                        seen.add(nxt)
-                        todo.append(nxt)
-            return False
-
+        graph = nx.DiGraph(list(pred))
+        graph.add_nodes_from(tools)
         for s, t in gold:
             counts["gold_edges"] += 1
             if (s, t) in pred:
@@ -232,7 +222,7 @@ def edge_losses(results: list[dict[str, Any]]) -> dict[str, Any]:
                 counts["tool_missing"] += 1
             elif (t, s) in pred:
                 counts["reversed"] += 1
-            elif reaches(s, t):
+            elif nx.has_path(graph, s, t):
                 counts["indirect"] += 1
             else:
                 counts["unwired"] += 1
@@ -249,10 +239,10 @@ def write_losses(results: list[dict[str, Any]]) -> dict[str, Any]:
     is not among the plan's (the `code` tool edits only the paths it is given, so a test asked
     for is not written); `extra_file`: the plan also gives a file the gold does not write (the
     edit may leave it as it is)."""
-    rows = [r for r in results if r.get("gold_writes")]
+    pairs = [(set(r["gold_writes"]), set(r.get("pred_writes") or [])) for r in results if r.get("gold_writes")]
     return {
-        "requests_that_write": len(rows),
-        "exact": sum(1 for r in rows if sorted(r.get("pred_writes") or []) == sorted(r["gold_writes"])),
-        "missing_a_file": sum(1 for r in rows if set(r["gold_writes"]) - set(r.get("pred_writes") or [])),
-        "extra_file": sum(1 for r in rows if set(r.get("pred_writes") or []) - set(r["gold_writes"])),
+        "requests_that_write": len(pairs),
+        "exact": sum(1 for gold, pred in pairs if pred == gold),
+        "missing_a_file": sum(1 for gold, pred in pairs if gold - pred),
+        "extra_file": sum(1 for gold, pred in pairs if pred - gold),
     }
