@@ -14,7 +14,8 @@
 #       --max-steps 126 --lr 6e-4 --time-budget-min 68 --group-by-length --eval-limit 0 --default-for delta --outtype f16
 #       # the shipped Delta adapter (agx/training/delta_mix.py, compact prompt; README Fine-tuning)
 #   --mix --composed N adds N train records that ask two TaskBench train requests in one message
-#       (delta_mix.compose_plans: both plans side by side); --coding-train N keeps N coding requests (0: all)
+#       (delta_mix.compose_plans: both plans side by side); --coding-train N keeps N coding requests (0: all);
+#       --io-types ends each TaskBench tool's description with its input and output types
 #
 # --base-gguf is what agx runs (the adapter is converted for it); --base-hf is what trains (the
 # same weights unquantized; default: the GGUF itself, dequantized by transformers). Extra
@@ -36,11 +37,12 @@ EVAL_LIMIT=50
 MIX=0
 MIX_STYLE=compact
 COMPOSED=0
+IO_TYPES=0
 CODING_TRAIN=""  # coding requests kept for training; empty: delta_mix's own default (0: all)
 TRAIN_ARGS=()
 INSTALL_ARGS=()
 COMMAND_LINE="scripts/train_and_convert.sh $*"  # recorded in the manifest (training_command)
-usage() { sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-2}"; }
+usage() { sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-2}"; }
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --role) ROLE="$2"; shift 2 ;;
@@ -58,6 +60,7 @@ while [[ $# -gt 0 ]]; do
     --mix-style) MIX_STYLE="$2"; shift 2 ;;
     --composed) COMPOSED="$2"; shift 2 ;;
     --coding-train) CODING_TRAIN="$2"; shift 2 ;;
+    --io-types) IO_TYPES=1; shift ;;
     --default-for) INSTALL_ARGS+=(--default-for "$2"); shift 2 ;;
     --outtype) INSTALL_ARGS+=(--outtype "$2"); shift 2 ;;
     --group-by-length) TRAIN_ARGS+=("$1"); shift ;;
@@ -101,6 +104,7 @@ log "1/5 data ($ROLE)"
 if [[ "$ROLE" == delta && "$MIX" == 1 ]]; then
   MIX_ARGS=(-o "$DATA" --coding "$COUNT" --style "$MIX_STYLE" --composed "$COMPOSED")
   [[ -z "$CODING_TRAIN" ]] || MIX_ARGS+=(--coding-train "$CODING_TRAIN")
+  [[ "$IO_TYPES" = 0 ]] || MIX_ARGS+=(--io-types)
   for tb in "${TASKBENCH[@]+"${TASKBENCH[@]}"}"; do MIX_ARGS+=(--taskbench "$tb"); done
   "$PY" -m agx.training.delta_mix "${MIX_ARGS[@]}"
 elif [[ "$ROLE" == delta ]]; then

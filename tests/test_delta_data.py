@@ -287,3 +287,49 @@ def test_composed_records_ask_both_requests_and_plan_both(built, tmp_path, count
         assert validate_plan(r["plan"], catalogue).ok
         system = r["messages"][0]["content"]
         assert all(f"- {t['tool']}(" in system for t in r["plan"]["tasks"]), r["id"]  # every gold tool shown
+
+
+def test_io_types_note_and_loader(tmp_path):
+    from agx.planning.tools import io_types_note
+
+    entry = {"id": "Video-to-Audio", "desc": "Extracts the audio of a video.", "input-type": ["video"],
+             "output-type": ["Audio"]}
+    assert io_types_note(entry) == "Input: video. Output: audio."
+    assert io_types_note({"id": "x", "desc": "d", "input-type": ["text", "image"]}) == "Input: text, image."
+    assert io_types_note({"id": "x", "desc": "d"}) == ""
+    path = tmp_path / "tool_desc.json"
+    path.write_text(json.dumps({"nodes": [entry, {"id": "Plain", "desc": "No types."}]}))
+    plain, typed = load_catalogue_file(path), load_catalogue_file(path, io_types=True)
+    assert plain.get("Video-to-Audio").description == "Extracts the audio of a video."
+    assert typed.get("Video-to-Audio").description == "Extracts the audio of a video. Input: video. Output: audio."
+    assert typed.get("Plain").description == "No types."
+
+
+@needs_taskbench
+def test_io_types_mix_shows_types_in_every_taskbench_prompt(built, tmp_path, counter):
+    out, manifest = built
+    typed = delta_mix.write_mix(tmp_path / "io", _options(io_types=True), counter=counter)
+    assert typed["options"]["io_types"] is True and manifest["options"]["io_types"] is False
+    # the coding records (built-in tools) are the same bytes; the TaskBench ones differ
+    assert typed["files"][delta_mix.CODING_EVAL_FILE]["sha256"] == manifest["files"][delta_mix.CODING_EVAL_FILE]["sha256"]
+    held = _read(tmp_path / "io" / "taskbench-multimedia-validation.jsonl")
+    renamed = _read(tmp_path / "io" / "taskbench-multimedia-renamed.jsonl")
+    for rec in held[:20] + renamed[:20]:
+        tool_lines = [ln for ln in rec["messages"][0]["content"].splitlines() if ln.startswith("- ")]
+        assert tool_lines and all("Input: " in ln and "Output: " in ln for ln in tool_lines), rec["id"]
+    plain = _read(out / "taskbench-multimedia-validation.jsonl")
+    assert not any("Output: " in rec["messages"][0]["content"] for rec in plain)
+
+
+def test_prompt_catalogue_index_is_not_shared_across_descriptions():
+    from agx.planning.tools import ToolCatalogue, ToolSpec
+
+    schema = {"type": "object", "properties": {}}
+
+    def cat(desc_a: str, desc_b: str) -> ToolCatalogue:
+        specs = [ToolSpec(f"tool{i}", "filler words only", schema) for i in range(6)]
+        return ToolCatalogue.of([ToolSpec("a", desc_a, schema), ToolSpec("b", desc_b, schema), *specs])
+
+    first = delta_mix.prompt_catalogue(cat("resize photos", "count words"), "resize my photos", 1)
+    second = delta_mix.prompt_catalogue(cat("count words", "resize photos"), "resize my photos", 1)
+    assert first.names() == ["a"] and second.names() == ["b"]

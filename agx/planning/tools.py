@@ -71,9 +71,26 @@ class CatalogueFileError(ValueError):
     pass
 
 
-def load_catalogue_file(path: str | Path) -> ToolCatalogue:
+def io_types_note(entry: dict[str, Any]) -> str:
+    """TaskBench's `input-type` / `output-type` of a tool as a sentence: "Input: video, audio.
+    Output: video." ("" when the entry has neither). A chain's tools are picked by what each
+    step takes and gives (transcribing a video needs Video-to-Audio before Audio-to-Text), and
+    TaskBench's own prompts show the types; a description alone does not say it."""
+    parts = []
+    for key, label in (("input-type", "Input"), ("output-type", "Output")):
+        value = entry.get(key)
+        if isinstance(value, str):
+            value = [value]
+        if isinstance(value, list) and value:
+            parts.append(f"{label}: {', '.join(str(v).lower() for v in value)}.")
+    return " ".join(parts)
+
+
+def load_catalogue_file(path: str | Path, io_types: bool = False) -> ToolCatalogue:
     """A JSON file: a list of {"name", "description", "args_schema"?, "risk"?}, or TaskBench's
-    tool_desc.json ({"nodes": [{"id", "desc", "parameters"?}]})."""
+    tool_desc.json ({"nodes": [{"id", "desc", "parameters"?, "input-type"?, "output-type"?}]}).
+    `io_types` appends a TaskBench tool's input and output types to its description
+    (`io_types_note`)."""
     path = Path(path)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -90,6 +107,8 @@ def load_catalogue_file(path: str | Path) -> ToolCatalogue:
             raise CatalogueFileError(f"{path}: tool #{i}: expected an object")
         name = entry.get("name") or entry.get("id")
         desc = entry.get("description") or entry.get("desc") or ""
+        if io_types and isinstance(desc, str) and (note := io_types_note(entry)):
+            desc = f"{desc.rstrip()} {note}".strip()
         if not isinstance(name, str) or not name:
             raise CatalogueFileError(f"{path}: tool #{i}: missing 'name'")
         schema = entry.get("args_schema")

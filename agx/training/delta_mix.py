@@ -83,6 +83,9 @@ class MixOptions:
     # plans side by side (composed_record). 0 keeps the v2 mix byte for byte.
     composed: int = 0
     composed_max_tasks: int = 6
+    # TaskBench tools' input and output types at the end of their descriptions (io_types_note);
+    # False keeps the earlier mixes byte for byte.
+    io_types: bool = False
     seed: int = 0
 
 
@@ -302,7 +305,8 @@ def prompt_catalogue(catalogue: ToolCatalogue, request: str, limit: int | None) 
     (the same function of the same index, built once per catalogue here)."""
     if limit is None or len(catalogue) <= limit:
         return catalogue
-    key = tuple(catalogue.names())
+    # Keyed by descriptions too: the same tools described differently (io_types) rank differently.
+    key = tuple((spec.name, spec.description) for spec in catalogue)
     if key not in _INDEXES:
         _INDEXES.clear()
         _INDEXES[key] = ToolIndex(catalogue)
@@ -487,7 +491,7 @@ def build_mix(options: MixOptions, contexts: dict[str, str] | None = None) -> Mi
     res.notes["coding_eval"] = len(coding_eval)
 
     if options.taskbench:
-        conv = convert_taskbench(options.taskbench, goal_style=options.goal_style)
+        conv = convert_taskbench(options.taskbench, goal_style=options.goal_style, io_types=options.io_types)
         domain = Path(options.taskbench).name
         full = conv.catalogue
         res.unseen_tools = unseen_tool_names(full, options.unseen_tools, options.seed)
@@ -620,6 +624,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--composed", type=int, default=MixOptions.composed,
                     help="train records composed of two TaskBench train requests in one message (default 0)")
     ap.add_argument("--no-renamed", action="store_true", help="no renamed-catalogue evaluation file")
+    ap.add_argument("--io-types", action="store_true",
+                    help="end each TaskBench tool's description with its input and output types")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     for flag, value in (("--coding", args.coding), ("--coding-train", args.coding_train), ("--shuffled", args.shuffled),
@@ -630,7 +636,7 @@ def main(argv: list[str] | None = None) -> int:
                          shuffled_per_record=args.shuffled, unseen_tools=args.unseen_tools,
                          coding_count=args.coding, coding_train_max=args.coding_train or None,
                          goal_style=args.goal_style, composed=args.composed, renamed_eval=not args.no_renamed,
-                         seed=args.seed)
+                         io_types=args.io_types, seed=args.seed)
     try:
         manifest = write_mix(args.out, options)
     except DatasetError as exc:

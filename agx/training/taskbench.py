@@ -211,13 +211,15 @@ def find_domain_files(folder: str | Path) -> tuple[Path, Path]:
     return data, tools
 
 
-def convert_taskbench(folder: str | Path, domain: str | None = None, goal_style: str = "steps") -> TaskBenchConversion:
+def convert_taskbench(folder: str | Path, domain: str | None = None, goal_style: str = "steps",
+                      io_types: bool = False) -> TaskBenchConversion:
     """Every sample of a TaskBench domain folder as a plan record, with its split
     ('validation' for ids ending 0-2, else 'train'). Train records whose converted plan fails
-    validation are dropped; held-out records are all kept (scoring needs the full split)."""
+    validation are dropped; held-out records are all kept (scoring needs the full split).
+    `io_types`: each tool's description ends with its input and output types."""
     data_path, tools_path = find_domain_files(folder)
     domain = domain or Path(folder).name
-    catalogue = load_catalogue_file(tools_path)
+    catalogue = load_catalogue_file(tools_path, io_types=io_types)
     conv = TaskBenchConversion(catalogue=catalogue, catalogue_file=f"catalogue-taskbench-{domain}.json")
     for sample in read_jsonl(data_path):
         sid = str(sample.get("id", ""))
