@@ -12,7 +12,7 @@ from agx.execution.builtin_tools import builtin_catalogue
 from agx.planning.planner import Planner
 from agx.planning.prompt import PROMPT_STYLES, build_plan_messages
 from agx.planning.retrieval import select_tools
-from agx.planning.tools import load_catalogue_file
+from agx.planning.tools import ToolCatalogue, ToolSpec, io_types_note, load_catalogue_file
 from agx.planning.validate import validate_plan
 from agx.training import delta_mix
 from agx.training.taskbench import is_eval_id
@@ -290,8 +290,6 @@ def test_composed_records_ask_both_requests_and_plan_both(built, tmp_path, count
 
 
 def test_io_types_note_and_loader(tmp_path):
-    from agx.planning.tools import io_types_note
-
     entry = {"id": "Video-to-Audio", "desc": "Extracts the audio of a video.", "input-type": ["video"],
              "output-type": ["Audio"]}
     assert io_types_note(entry) == "Input: video. Output: audio."
@@ -322,8 +320,6 @@ def test_io_types_mix_shows_types_in_every_taskbench_prompt(built, tmp_path, cou
 
 
 def test_prompt_catalogue_index_is_not_shared_across_descriptions():
-    from agx.planning.tools import ToolCatalogue, ToolSpec
-
     schema = {"type": "object", "properties": {}}
 
     def cat(desc_a: str, desc_b: str) -> ToolCatalogue:

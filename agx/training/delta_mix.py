@@ -45,7 +45,7 @@ from typing import Any, Callable, Iterator
 
 from agx.execution.builtin_tools import builtin_catalogue
 from agx.planning.prompt import PROMPT_STYLES, build_plan_messages, repo_context
-from agx.planning.retrieval import ToolIndex
+from agx.planning.retrieval import ToolIndex, tool_text
 from agx.planning.schema_grammar import canonical_plan_json
 from agx.planning.tools import ToolCatalogue
 from agx.planning.validate import validate_plan
@@ -305,8 +305,9 @@ def prompt_catalogue(catalogue: ToolCatalogue, request: str, limit: int | None) 
     (the same function of the same index, built once per catalogue here)."""
     if limit is None or len(catalogue) <= limit:
         return catalogue
-    # Keyed by descriptions too: the same tools described differently (io_types) rank differently.
-    key = tuple((spec.name, spec.description) for spec in catalogue)
+    # Keyed by the text the index reads (retrieval.tool_text), not by names alone: the same tools
+    # described differently (io_types) rank differently.
+    key = tuple(tool_text(spec) for spec in catalogue)
     if key not in _INDEXES:
         _INDEXES.clear()
         _INDEXES[key] = ToolIndex(catalogue)
