@@ -33,6 +33,11 @@ def register(sub) -> None:
     e.add_argument("--count-steps", choices=["auto", "on", "off"], default="auto",
                    help="planner decoding: at least one task per numbered goal step (auto: when the adapter's manifest says its "
                    "goals were numbered steps)")
+    e.add_argument("--samples", type=int, default=1,
+                   help="an analysis (agx plan stays greedy): draw N plans per record, the greedy one and N-1 sampled, and "
+                   "score the one the others agree with most beside the greedy one; every draw is kept in the results "
+                   "(bench/bench_plan_consensus.py reads them) (default 1)")
+    e.add_argument("--sample-temperature", type=float, default=0.7, help="temperature of the sampled plans (default 0.7)")
     e.add_argument("--quiet", action="store_true", help="no per-sample progress on stderr")
     e.set_defaults(func=run_plans)
 
@@ -47,6 +52,10 @@ def run_plans(ctx: CliContext) -> int:
         raise CliError("--limit must be at least 1", EXIT_USAGE)
     if args.max_tokens < 16:
         raise CliError("--max-tokens must be at least 16", EXIT_USAGE)
+    if not 1 <= args.samples <= 16:
+        raise CliError("--samples must be between 1 and 16", EXIT_USAGE)
+    if not 0 < args.sample_temperature <= 2:
+        raise CliError("--sample-temperature must be above 0 and at most 2", EXIT_USAGE)
     dataset = Path(args.dataset)
     dataset = dataset if dataset.is_absolute() else ctx.cwd / dataset
     try:
@@ -77,7 +86,8 @@ def run_plans(ctx: CliContext) -> int:
     try:
         summary, results = evaluate_records(records, engine, dataset.parent, EvalOptions(
             max_tokens=args.max_tokens, decoding=args.decoding,
-            count_steps={"auto": None, "on": True, "off": False}[args.count_steps]),
+            count_steps={"auto": None, "on": True, "off": False}[args.count_steps], samples=args.samples,
+            sample_temperature=args.sample_temperature),
                                             on_result=progress, cancel=cancel)
     except DatasetError as exc:
         raise CliError(str(exc), EXIT_USAGE) from None
@@ -87,9 +97,14 @@ def run_plans(ctx: CliContext) -> int:
         return EXIT_INTERRUPTED
     write_jsonl(out, results)
     summary_path = out.with_suffix(".summary.json")
-    summary_path.write_text(json.dumps({"dataset": str(dataset), "model": info.model, "adapter": info.adapter,
-                                        "label": label, **summary.as_dict()}, indent=2) + "\n", encoding="utf-8")
-    for line in iter_table_rows([(label, summary)]):
+    greedy = summary.extra.pop("greedy", None)
+    record = {"dataset": str(dataset), "model": info.model, "adapter": info.adapter, "label": label, **summary.as_dict()}
+    rows = [(label, summary)]
+    if greedy is not None:
+        record["greedy"] = greedy.as_dict()
+        rows = [(f"greedy: {label}", greedy), (f"consensus of {args.samples}: {label}", summary)]
+    summary_path.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    for line in iter_table_rows(rows):
         print(line)
     print(f"micro F1: node {summary.node_f1_micro:.2f}, edge {summary.edge_f1_micro:.2f}; "
           f"{summary.extra['seconds']}s, {summary.extra['completion_tokens']} tokens generated")

@@ -6,13 +6,14 @@ constrained as `agx plan` constrains it (`decoding="planner"`: the planner's in-
 over the record's catalogue, with at least one task per numbered goal step when the adapter was trained
 on such goals; a remote engine gets the JSON schema), or by the plan's JSON schema alone
 (`decoding="schema"`, how figures before 2026-12-02 were measured). Decoding is greedy
-(temperature 0, no repetition penalty) so runs are repeatable.
+(temperature 0, no repetition penalty) so runs are repeatable; `samples` > 1 adds seeded draws at
+a temperature and scores their consensus plan beside the greedy one (agx/training/consensus.py).
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -24,6 +25,7 @@ from agx.planning.validate import validate_plan
 from agx.runtime.engine import CancelToken, ChatRequest, Engine, EngineError
 from agx.training.metrics import (Summary, gold_of, parse_plan_output, plan_graph, plan_writes, score_sample,
                                   summarize)
+from agx.training.consensus import consensus_index
 from agx.training.records import DatasetError, read_jsonl, resolve_catalogue
 
 MAX_ERRORS_KEPT = 5
@@ -38,6 +40,11 @@ class EvalOptions:
     seed: int = 0
     decoding: str = "planner"  # DECODINGS
     count_steps: bool | None = None  # planner decoding: None = as the adapter's manifest says
+    # Sampled plans (agx/training/consensus.py; an analysis, `agx plan` stays greedy): the greedy
+    # plan plus samples - 1 drawn at sample_temperature with seeds seed+1, seed+2, ...; the
+    # consensus plan is scored, the greedy plan's scores and every draw are kept beside it.
+    samples: int = 1
+    sample_temperature: float = 0.7
 
 
 DECODINGS = ("planner", "schema")
@@ -107,6 +114,20 @@ def evaluate_record(
     plan = parse_plan_output(text)
     report = validate_plan(plan, catalogue) if plan is not None else None
     gold_nodes, gold_edges = gold_of(record)
+    consensus: dict[str, Any] = {}
+    if options.samples > 1 and error is None:
+        greedy = score_sample(plan, bool(report and report.ok), gold_nodes, gold_edges)
+        consensus = {"greedy_seconds": round(time.perf_counter() - t0, 3), "greedy_output": text,
+                     "greedy_node_f1": round(greedy.node_f1, 4),
+                     "greedy_edge_f1": None if greedy.edge_f1 is None else round(greedy.edge_f1, 4),
+                     "greedy_valid": greedy.valid, "_greedy_score": greedy}
+        outputs, drawn_tokens = _draw_more(engine, request, catalogue, options, cancel, text, report)
+        completion_tokens += drawn_tokens
+        chosen = consensus_index([p for _, p in outputs]) or 0
+        consensus.update(samples=len(outputs), chosen_sample=chosen, sample_outputs=[o for o, _ in outputs[1:]])
+        text = outputs[chosen][0]
+        plan = parse_plan_output(text)
+        report = validate_plan(plan, catalogue) if plan is not None else None
     score = score_sample(plan, bool(report and report.ok), gold_nodes, gold_edges)
     nodes, edges = plan_graph(plan)
     return {
@@ -117,6 +138,7 @@ def evaluate_record(
         "completion_tokens": completion_tokens,
         "seconds": round(time.perf_counter() - t0, 3),
         "engine_error": error,
+        **consensus,
         "parseable": score.parseable,
         "valid": score.valid,
         "errors": (report.errors[:MAX_ERRORS_KEPT] if report else ["output is not a JSON plan"]),
@@ -132,6 +154,25 @@ def evaluate_record(
     }
 
 
+def _draw_more(engine: Engine, request: ChatRequest, catalogue: ToolCatalogue, options: EvalOptions,
+               cancel: CancelToken | None, greedy_text: str, greedy_report) -> tuple[list, int]:
+    """[(output, its plan if valid else None)] for the greedy output and `samples - 1` draws,
+    and the draws' completion tokens. An engine error ends the drawing."""
+    drawn = [(greedy_text, greedy_report.plan if greedy_report and greedy_report.ok else None)]
+    tokens = 0
+    for k in range(1, options.samples):
+        try:
+            stream = engine.chat(replace(request, temperature=options.sample_temperature, seed=options.seed + k), cancel)
+            text = stream.read()
+        except EngineError:
+            break
+        tokens += stream.stats.completion_tokens
+        plan = parse_plan_output(text)
+        report = validate_plan(plan, catalogue) if plan is not None else None
+        drawn.append((text, report.plan if report and report.ok else None))
+    return drawn, tokens
+
+
 def evaluate_records(
     records: list[dict[str, Any]], engine: Engine, dataset_dir: Path, options: EvalOptions | None = None,
     on_result: Callable[[int, dict[str, Any]], None] | None = None, cancel: CancelToken | None = None,
@@ -139,7 +180,7 @@ def evaluate_records(
     """Score every record; `on_result(index, result)` is called as each one finishes."""
     options = options or EvalOptions()
     cache: dict[str, ToolCatalogue] = {}
-    results, scores = [], []
+    results, scores, greedy_scores = [], [], []
     t0 = time.perf_counter()
     tokens = 0
     for i, record in enumerate(records):
@@ -148,6 +189,7 @@ def evaluate_records(
         catalogue = record_catalogue(record, dataset_dir, cache)
         result = evaluate_record(record, engine, catalogue, options, cancel)
         scores.append(result.pop("_score"))
+        greedy_scores.append(result.pop("_greedy_score", None))
         tokens += result["completion_tokens"]
         results.append(result)
         if on_result is not None:
@@ -156,6 +198,11 @@ def evaluate_records(
     wall = time.perf_counter() - t0
     summary.extra = {"seconds": round(wall, 1), "completion_tokens": tokens,
                      "engine_errors": sum(1 for r in results if r["engine_error"])}
+    if options.samples > 1 and greedy_scores and all(g is not None for g in greedy_scores):
+        # The greedy plans of the same run: what consensus decoding is measured against.
+        summary.extra["greedy"] = summarize(greedy_scores)
+        summary.extra["samples"] = options.samples
+        summary.extra["chose_a_sample"] = sum(1 for r in results if r.get("chosen_sample"))
     return summary, results
 
 
