@@ -110,6 +110,9 @@ def report(name: str, results: list[dict], relevance=None) -> None:
                      for r, gs in zip(results, graphs) if r["gold_edges"]]
         print(f"  best of the {results[0]['samples']} plans by the gold (upper bound of any pick): node F1 "
               f"{100 * _mean(best_node):.2f}, edge F1 {100 * _mean(best_edge):.2f}")
+        by_k = [100 * _mean([max(set_f1(g[0], r["gold_nodes"]) for g in gs[:k]) for r, gs in zip(results, graphs)])
+                for k in range(1, len(graphs[0]) + 1)]
+        print("  best of the first k plans by the gold, node F1 for k = 1..N: " + ", ".join(f"{v:.2f}" for v in by_k))
         if relevance is not None:
             node, edge = relevance(results, graphs)
             print(f"  picked by relevance (valid plan whose tools BM25 ranks highest for the request, on average): "
