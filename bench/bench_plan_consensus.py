@@ -1,18 +1,18 @@
-"""Consensus decoding against greedy planning, same run: quality and time (issue #15).
+"""Sampled plans against the greedy plan, same run: which pick, how good, how slow (issue #15).
 
     python bench/bench_plan_consensus.py --data runs/mix-v2 --samples 6 --out bench/results/consensus
     python bench/bench_plan_consensus.py --data runs/mix-v2 --results bench/results/consensus   # re-read
 
 Runs `agx eval plans DATA/SET.jsonl --samples N` (a subprocess, the command a user runs; the
 shipped adapter unless --adapter) on each held-out set of a delta_mix folder. Each record's
-first plan is the greedy one, so one run gives both rows: greedy (the baseline) and the
-consensus of N plans (agx/planning/consensus.py). Prints per set: parseable / valid / node F1
-/ edge F1 for both, single- and multi-tool node F1 (metrics.plan_shapes), how often a sample
-replaced the greedy plan and how that went (better / worse / same node F1), the best of the N
-plans by the gold (the upper bound of any way to pick one), and seconds per plan (the greedy draw
-alone vs all N draws) with their ratio; and for comparison a second way to pick, by the BM25
-relevance of a plan's tools to the request. With --results it re-reads the
-per-record files of an earlier run instead of planning.
+first plan is the greedy one (what `agx plan` gives), so one run holds the baseline and the N-1
+draws. Prints per set: valid / node F1 / edge F1 of the greedy plans and of the consensus pick
+(agx/training/consensus.py); single- and multi-tool node F1 (metrics.plan_shapes); how often a
+draw replaced the greedy plan and how that went; on coding sets the files the edit is given
+(metrics.write_losses); the best of the N plans by the gold and of the first k (the upper bound
+of any way to pick, which reads the answer); a second pick, by the BM25 relevance of a plan's
+tools to the request; and seconds per plan (the greedy draw alone vs all N) with their ratio.
+With --results it re-reads the per-record files of an earlier run instead of planning.
 """
 
 from __future__ import annotations
