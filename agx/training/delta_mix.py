@@ -10,6 +10,10 @@ the chosen prompt style; for a catalogue larger than the retrieval limit, the to
 - `taskbench-shuffled`: the same requests over a *shuffled* catalogue: the gold tools plus a
   seeded random subset of the other tools (distractors), in a seeded random order, so the
   adapter learns to read the catalogue it is given instead of memorising one;
+- `taskbench-composed` (`--composed N`, default 0): two train requests asked in one message;
+- `taskbench-chains` (`--chains N`, default 0): synthetic multi-tool requests, tool chains walked
+  over the catalogue's input/output types with requests written from per-tool clauses
+  (agx/training/tool_chains.py);
 - `agx-coding`: agx's own coding requests over the built-in tools, from templates (projects,
   functions, files and test names varied), whose gold plans read the files, change them with
   `code` (the file-grounded edit tool) and run the tests. Each project gets a real throwaway git
@@ -51,7 +55,8 @@ from agx.planning.tools import ToolCatalogue
 from agx.planning.validate import validate_plan
 from agx.training import data_delta
 from agx.training.records import BUILTIN_CATALOGUE, DatasetError, catalogue_to_json, file_sha256, write_jsonl
-from agx.training.taskbench import GOAL_STYLES, convert_taskbench, steps_goal
+from agx.training.taskbench import GOAL_STYLES, convert_taskbench, find_domain_files, gold_graph, sample_to_plan, steps_goal
+from agx.training.tool_chains import chain_samples
 from agx.workspace import gitread
 
 MIX_VERSION = 2
@@ -83,6 +88,10 @@ class MixOptions:
     # plans side by side (composed_record). 0 keeps the v2 mix byte for byte.
     composed: int = 0
     composed_max_tasks: int = 6
+    # Synthetic multi-tool requests: chains walked over the catalogue's input/output types, the
+    # request written from per-tool clauses (agx/training/tool_chains.py). 0 keeps the earlier
+    # mixes byte for byte.
+    chains: int = 0
     # TaskBench tools' input and output types at the end of their descriptions (io_types_note);
     # False keeps the earlier mixes byte for byte.
     io_types: bool = False
@@ -428,6 +437,21 @@ def composed_record(a: dict[str, Any], b: dict[str, Any], catalogue: ToolCatalog
                    split="train", type="composed", gold=gold)
 
 
+def chain_record(sample: dict[str, Any], catalogue: ToolCatalogue, cat_ref: str, options: MixOptions) -> dict[str, Any]:
+    """One train record for a synthetic chain sample (tool_chains.chain_samples), prompted as the
+    planner would be, the chain's tools kept in the prompt."""
+    plan = sample_to_plan(sample, options.goal_style)
+    report = validate_plan(plan, catalogue)
+    if not report.ok:
+        raise AssertionError(f"synthetic chain {sample['id']} gave an invalid plan: {report.errors}")
+    request = sample["instruction"]
+    tools = list(dict.fromkeys(t["tool"] for t in plan["tasks"]))
+    cat = with_tools(prompt_catalogue(catalogue, request, options.retrieval_limit), catalogue, tools)
+    messages = build_plan_messages(request, cat, None, style=options.style)
+    return _record(sample["id"], "taskbench-chains", request, plan, messages, cat_ref,
+                   split="train", type="chain", gold=gold_graph(sample))
+
+
 # -- token counts ----------------------------------------------------------------------------------
 def chatml_counter(model_path: str | Path | None = None) -> TokenCounter:
     """Token counts with the bundled model's tokenizer (llama.cpp, vocabulary only) over its
@@ -539,6 +563,11 @@ def build_mix(options: MixOptions, contexts: dict[str, str] | None = None) -> Mi
         pairs = composed_pairs(plain_train, options.composed, options.composed_max_tasks, options.seed)
         train.extend(composed_record(a, b, seen_cat, cat_ref, options) for a, b in pairs)
         res.notes["taskbench_composed"] = len(pairs)
+        chains = [chain_record(sample, seen_cat, cat_ref, options)
+                  for sample in chain_samples(find_domain_files(options.taskbench)[1], options.chains, options.seed)
+                  if not unseen & {n["task"] for n in sample["task_nodes"]}] if options.chains else []
+        train.extend(chains)
+        res.notes["taskbench_chains"] = len(chains)
         res.files[f"taskbench-{domain}-validation.jsonl"] = held
         if unseen:
             res.files[f"taskbench-{domain}-unseen-tools.jsonl"] = unseen_eval
@@ -624,19 +653,22 @@ def main(argv: list[str] | None = None) -> int:
                     help="TaskBench targets' goal: the numbered steps, or the request's first sentence")
     ap.add_argument("--composed", type=int, default=MixOptions.composed,
                     help="train records composed of two TaskBench train requests in one message (default 0)")
+    ap.add_argument("--chains", type=int, default=MixOptions.chains,
+                    help="synthetic multi-tool train requests walked over the catalogue's types (default 0)")
     ap.add_argument("--no-renamed", action="store_true", help="no renamed-catalogue evaluation file")
     ap.add_argument("--io-types", action="store_true",
                     help="end each TaskBench tool's description with its input and output types")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     for flag, value in (("--coding", args.coding), ("--coding-train", args.coding_train), ("--shuffled", args.shuffled),
-                        ("--unseen-tools", args.unseen_tools), ("--composed", args.composed)):
+                        ("--unseen-tools", args.unseen_tools), ("--composed", args.composed),
+                        ("--chains", args.chains)):
         if value is not None and value < 0:
             ap.error(f"{flag} must be 0 or more, not {value}")  # exit 2, usage on stderr
     options = MixOptions(taskbench=args.taskbench, style=args.style, retrieval_limit=args.retrieval_limit or None,
                          shuffled_per_record=args.shuffled, unseen_tools=args.unseen_tools,
                          coding_count=args.coding, coding_train_max=args.coding_train or None,
-                         goal_style=args.goal_style, composed=args.composed, renamed_eval=not args.no_renamed,
+                         goal_style=args.goal_style, composed=args.composed, chains=args.chains, renamed_eval=not args.no_renamed,
                          io_types=args.io_types, seed=args.seed)
     try:
         manifest = write_mix(args.out, options)
