@@ -426,30 +426,29 @@ def composed_record(a: dict[str, Any], b: dict[str, Any], catalogue: ToolCatalog
     """One train record asking `a`'s and `b`'s requests in one message (TaskBench records)."""
     request = f"{a['request'].rstrip()} {b['request'].lstrip()}"
     plan = compose_plans(a["plan"], b["plan"], options.goal_style)
-    report = validate_plan(plan, catalogue)
-    if not report.ok:
-        raise AssertionError(f"composing {a['id']} and {b['id']} gave an invalid plan: {report.errors}")
-    tools = list(dict.fromkeys(t["tool"] for t in plan["tasks"]))
-    cat = with_tools(prompt_catalogue(catalogue, request, options.retrieval_limit), catalogue, tools)
     gold = {"nodes": [*a["gold"]["nodes"], *b["gold"]["nodes"]], "links": [*a["gold"]["links"], *b["gold"]["links"]]}
-    messages = build_plan_messages(request, cat, None, style=options.style)
-    return _record(f"composed-{a['id']}-{b['id']}", "taskbench-composed", request, plan, messages, cat_ref,
-                   split="train", type="composed", gold=gold)
+    return _gold_tools_record(f"composed-{a['id']}-{b['id']}", "taskbench-composed", request, plan, catalogue, cat_ref,
+                              options, type="composed", gold=gold)
 
 
 def chain_record(sample: dict[str, Any], catalogue: ToolCatalogue, cat_ref: str, options: MixOptions) -> dict[str, Any]:
-    """One train record for a synthetic chain sample (tool_chains.chain_samples), prompted as the
-    planner would be, the chain's tools kept in the prompt."""
+    """One train record for a synthetic chain sample (tool_chains.chain_samples)."""
     plan = sample_to_plan(sample, options.goal_style)
+    return _gold_tools_record(sample["id"], "taskbench-chains", sample["instruction"], plan, catalogue, cat_ref,
+                              options, type="chain", gold=gold_graph(sample))
+
+
+def _gold_tools_record(rid: str, source: str, request: str, plan: dict[str, Any], catalogue: ToolCatalogue,
+                       cat_ref: str, options: MixOptions, **extra: Any) -> dict[str, Any]:
+    """A generated train record (composed, chain): its plan must validate, and its prompt is the
+    planner's retrieval prompt with the plan's tools kept in it."""
     report = validate_plan(plan, catalogue)
     if not report.ok:
-        raise AssertionError(f"synthetic chain {sample['id']} gave an invalid plan: {report.errors}")
-    request = sample["instruction"]
+        raise AssertionError(f"generated record {rid} has an invalid plan: {report.errors}")
     tools = list(dict.fromkeys(t["tool"] for t in plan["tasks"]))
     cat = with_tools(prompt_catalogue(catalogue, request, options.retrieval_limit), catalogue, tools)
     messages = build_plan_messages(request, cat, None, style=options.style)
-    return _record(sample["id"], "taskbench-chains", request, plan, messages, cat_ref,
-                   split="train", type="chain", gold=gold_graph(sample))
+    return _record(rid, source, request, plan, messages, cat_ref, split="train", **extra)
 
 
 # -- token counts ----------------------------------------------------------------------------------
@@ -563,9 +562,9 @@ def build_mix(options: MixOptions, contexts: dict[str, str] | None = None) -> Mi
         pairs = composed_pairs(plain_train, options.composed, options.composed_max_tasks, options.seed)
         train.extend(composed_record(a, b, seen_cat, cat_ref, options) for a, b in pairs)
         res.notes["taskbench_composed"] = len(pairs)
-        chains = [chain_record(sample, seen_cat, cat_ref, options)
-                  for sample in chain_samples(find_domain_files(options.taskbench)[1], options.chains, options.seed)
-                  if not unseen & {n["task"] for n in sample["task_nodes"]}] if options.chains else []
+        samples = chain_samples(find_domain_files(options.taskbench)[1], options.chains, options.seed) if options.chains else []
+        chains = [chain_record(sample, seen_cat, cat_ref, options) for sample in samples
+                  if not unseen & {n["task"] for n in sample["task_nodes"]}]  # held-out tools stay unseen
         train.extend(chains)
         res.notes["taskbench_chains"] = len(chains)
         res.files[f"taskbench-{domain}-validation.jsonl"] = held

@@ -105,16 +105,24 @@ _OPENERS = ("", "", "Please ", "Could you ", "Can you ", "I need you to ", "Help
 _LENGTHS = ((2, 2), (3, 4), (4, 3), (5, 1))  # (tools in the chain, weight): TaskBench's multi-tool mix
 
 
-def typed_tools(tool_desc_path: str | Path) -> dict[str, tuple[list[str], list[str]]]:
-    """{tool: (input types, output types)} from a TaskBench tool_desc.json, types lower-cased;
-    tools without types are left out."""
+def _nodes(tool_desc_path: str | Path) -> list[dict[str, Any]]:
     data = json.loads(Path(tool_desc_path).read_text(encoding="utf-8"))
+    return [n for n in data.get("nodes", []) if isinstance(n, dict)] if isinstance(data, dict) else []
+
+
+def _types_of(nodes: list[dict[str, Any]]) -> dict[str, tuple[list[str], list[str]]]:
     out: dict[str, tuple[list[str], list[str]]] = {}
-    for node in data.get("nodes", []) if isinstance(data, dict) else []:
+    for node in nodes:
         ins, outs = node.get("input-type"), node.get("output-type")
         if isinstance(node.get("id"), str) and isinstance(ins, list) and isinstance(outs, list) and ins and outs:
             out[node["id"]] = ([str(t).lower() for t in ins], [str(t).lower() for t in outs])
     return out
+
+
+def typed_tools(tool_desc_path: str | Path) -> dict[str, tuple[list[str], list[str]]]:
+    """{tool: (input types, output types)} from a TaskBench tool_desc.json, types lower-cased;
+    tools without types are left out."""
+    return _types_of(_nodes(tool_desc_path))
 
 
 def description_clause(description: str) -> str:
@@ -187,9 +195,9 @@ def chain_sample(rng: random.Random, index: int, types: dict[str, tuple[list[str
 
 def chain_samples(tool_desc_path: str | Path, count: int, seed: int = 0) -> list[dict[str, Any]]:
     """`count` seeded synthetic chain samples over a TaskBench domain's typed catalogue."""
-    types = typed_tools(tool_desc_path)
-    data = json.loads(Path(tool_desc_path).read_text(encoding="utf-8"))
-    descriptions = {n.get("id"): n.get("desc", "") for n in data.get("nodes", []) if isinstance(n, dict)}
+    nodes = _nodes(tool_desc_path)
+    types = _types_of(nodes)
+    descriptions = {n.get("id"): n.get("desc", "") for n in nodes}
     rng = random.Random(f"agx-chains-{seed}")
     samples: list[dict[str, Any]] = []
     seen: set[str] = set()
