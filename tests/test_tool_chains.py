@@ -1,6 +1,7 @@
 """Synthetic multi-tool requests (agx/training/tool_chains.py) and `delta_mix --chains N`:
 chains follow the catalogue's types, plans are valid TaskBench-shaped chains, the mix stays
-deterministic and the default (0) leaves earlier mixes alone."""
+deterministic and the default (0) leaves earlier mixes alone. The same for the one-tool
+requests of `--singles N`."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from agx.planning.tools import load_catalogue_file
 from agx.planning.validate import validate_plan
 from agx.training import delta_mix
 from agx.training.taskbench import sample_to_plan
-from agx.training.tool_chains import CLAUSES, chain_samples, description_clause, typed_tools
+from agx.training.tool_chains import CLAUSES, chain_samples, description_clause, single_samples, typed_tools
 
 TASKBENCH = Path(__file__).resolve().parents[2] / "shared" / "data" / "taskbench" / "multimedia"
 needs_taskbench = pytest.mark.skipif(not TASKBENCH.is_dir(), reason="shared/data/taskbench is absent")
@@ -50,6 +51,17 @@ def test_chains_follow_first_input_types_and_reproduce(tmp_path):
         assert len(s["task_steps"]) == len(tools)
 
 
+def test_singles_take_every_typed_tool_in_turn_and_reproduce(tmp_path):
+    path = _tiny_catalogue(tmp_path)
+    samples = single_samples(path, 8, seed=1)
+    assert samples == single_samples(path, 8, seed=1) and samples != single_samples(path, 8, seed=2)
+    tools = [s["task_nodes"][0]["task"] for s in samples]
+    assert len(samples) == 8 and all(s["n_tools"] == 1 and len(s["task_nodes"]) == 1 for s in samples)
+    assert sorted(tools[:4]) == sorted(typed_tools(path)) == sorted(tools[4:])  # each typed tool once a round
+    assert all(s["task_links"] == [] and len(s["task_steps"]) == 1 for s in samples)
+    assert len({s["instruction"] for s in samples}) == 8 and not any("{" in s["instruction"] for s in samples)
+
+
 def test_description_clause_makes_the_verb_imperative():
     assert description_clause("Transcribes speech from an audio file into text.") == \
         "take {obj} and transcribe speech from an audio file into text"
@@ -75,6 +87,34 @@ def test_multimedia_chains_use_our_clauses_and_give_valid_plans():
 
 
 @needs_taskbench
+def test_multimedia_singles_give_one_task_plans_that_name_their_input():
+    tool_desc = TASKBENCH / "tool_desc.json"
+    catalogue = load_catalogue_file(tool_desc)
+    samples = single_samples(tool_desc, 120)
+    assert len(samples) == 120 and {s["task_nodes"][0]["task"] for s in samples} == set(typed_tools(tool_desc))
+    for s in samples:
+        plan = sample_to_plan(s)
+        assert validate_plan(plan, catalogue).ok, s["id"]
+        assert [t["tool"] for t in plan["tasks"]] == [s["task_nodes"][0]["task"]] and plan["tasks"][0]["deps"] == []
+        first = s["task_nodes"][0]["arguments"][0]
+        assert first.strip("'") in s["instruction"] and first.strip("'") in s["task_steps"][0], s["id"]
+        assert " it" not in s["task_steps"][0]  # a step names its input even where the request says "it"
+
+
+@needs_taskbench
+def test_mix_with_singles_adds_exactly_them(tmp_path):
+    base = dict(taskbench=str(TASKBENCH), coding_count=30, seed=0, renamed_eval=False, chains=10)
+    plain = delta_mix.build_mix(delta_mix.MixOptions(**base))
+    mixed = delta_mix.build_mix(delta_mix.MixOptions(**base, singles=20))
+    train = mixed.files[delta_mix.TRAIN_FILE]
+    singles = [r for r in train if r["source"] == "taskbench-singles"]
+    assert len(singles) == 20 == mixed.notes["taskbench_singles"] and "taskbench_singles" not in plain.notes
+    assert [r for r in train if r["source"] != "taskbench-singles"] == plain.files[delta_mix.TRAIN_FILE]
+    assert all(r["type"] == "single" and len(r["plan"]["tasks"]) == 1 for r in singles)
+    assert all(f"- {r['plan']['tasks'][0]['tool']}(" in r["messages"][0]["content"] for r in singles)
+
+
+@needs_taskbench
 def test_mix_with_chains_is_deterministic_and_zero_adds_none(tmp_path):
     base = dict(taskbench=str(TASKBENCH), coding_count=30, seed=0, renamed_eval=False)
     plain = delta_mix.build_mix(delta_mix.MixOptions(**base))
@@ -95,7 +135,8 @@ def test_mix_with_chains_is_deterministic_and_zero_adds_none(tmp_path):
     assert not held & {r["request"] for r in chains}
 
 
-def test_negative_chain_count_is_a_usage_error(tmp_path, capsys):
+@pytest.mark.parametrize("flag", ["--chains", "--singles"])
+def test_negative_synthetic_count_is_a_usage_error(tmp_path, capsys, flag):
     with pytest.raises(SystemExit) as exc:
-        delta_mix.main(["-o", str(tmp_path), "--chains", "-1"])
-    assert exc.value.code == 2 and "--chains must be 0 or more" in capsys.readouterr().err
+        delta_mix.main(["-o", str(tmp_path), flag, "-1"])
+    assert exc.value.code == 2 and f"{flag} must be 0 or more" in capsys.readouterr().err

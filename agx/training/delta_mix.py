@@ -14,6 +14,8 @@ the chosen prompt style; for a catalogue larger than the retrieval limit, the to
 - `taskbench-chains` (`--chains N`, default 0): synthetic multi-tool requests, tool chains walked
   over the catalogue's input/output types with requests written from per-tool clauses
   (agx/training/tool_chains.py);
+- `taskbench-singles` (`--singles N`, default 0): synthetic one-tool requests from the same
+  clauses, so chains do not teach the adapter that every request goes on past its first tool;
 - `agx-coding`: agx's own coding requests over the built-in tools, from templates (projects,
   functions, files and test names varied), whose gold plans read the files, change them with
   `code` (the file-grounded edit tool) and run the tests. Each project gets a real throwaway git
@@ -56,7 +58,7 @@ from agx.planning.validate import validate_plan
 from agx.training import data_delta
 from agx.training.records import BUILTIN_CATALOGUE, DatasetError, catalogue_to_json, file_sha256, write_jsonl
 from agx.training.taskbench import GOAL_STYLES, convert_taskbench, find_domain_files, gold_graph, sample_to_plan, steps_goal
-from agx.training.tool_chains import chain_samples
+from agx.training.tool_chains import chain_samples, single_samples
 from agx.workspace import gitread
 
 MIX_VERSION = 2
@@ -92,6 +94,9 @@ class MixOptions:
     # request written from per-tool clauses (agx/training/tool_chains.py). 0 keeps the earlier
     # mixes byte for byte.
     chains: int = 0
+    # Synthetic one-tool requests from the same clauses (tool_chains.single_samples). 0 keeps the
+    # earlier mixes byte for byte.
+    singles: int = 0
     # TaskBench tools' input and output types at the end of their descriptions (io_types_note);
     # False keeps the earlier mixes byte for byte.
     io_types: bool = False
@@ -432,10 +437,11 @@ def composed_record(a: dict[str, Any], b: dict[str, Any], catalogue: ToolCatalog
 
 
 def chain_record(sample: dict[str, Any], catalogue: ToolCatalogue, cat_ref: str, options: MixOptions) -> dict[str, Any]:
-    """One train record for a synthetic chain sample (tool_chains.chain_samples)."""
+    """One train record for a synthetic sample (tool_chains.chain_samples, single_samples): source
+    `taskbench-chains` or `taskbench-singles`."""
     plan = sample_to_plan(sample, options.goal_style)
-    return _gold_tools_record(sample["id"], "taskbench-chains", sample["instruction"], plan, catalogue, cat_ref,
-                              options, type="chain", gold=gold_graph(sample))
+    return _gold_tools_record(sample["id"], f"taskbench-{sample['type']}s", sample["instruction"], plan, catalogue,
+                              cat_ref, options, type=sample["type"], gold=gold_graph(sample))
 
 
 def _gold_tools_record(rid: str, source: str, request: str, plan: dict[str, Any], catalogue: ToolCatalogue,
@@ -562,11 +568,14 @@ def build_mix(options: MixOptions, contexts: dict[str, str] | None = None) -> Mi
         pairs = composed_pairs(plain_train, options.composed, options.composed_max_tasks, options.seed)
         train.extend(composed_record(a, b, seen_cat, cat_ref, options) for a, b in pairs)
         res.notes["taskbench_composed"] = len(pairs)
-        samples = chain_samples(find_domain_files(options.taskbench)[1], options.chains, options.seed) if options.chains else []
-        chains = [chain_record(sample, seen_cat, cat_ref, options) for sample in samples
-                  if not unseen & {n["task"] for n in sample["task_nodes"]}]  # held-out tools stay unseen
-        train.extend(chains)
-        res.notes["taskbench_chains"] = len(chains)
+        tool_desc = find_domain_files(options.taskbench)[1]
+        for kind, count, make in (("chains", options.chains, chain_samples), ("singles", options.singles, single_samples)):
+            samples = make(tool_desc, count, options.seed) if count else []
+            records = [chain_record(sample, seen_cat, cat_ref, options) for sample in samples
+                       if not unseen & {n["task"] for n in sample["task_nodes"]}]  # held-out tools stay unseen
+            train.extend(records)
+            if kind == "chains" or count:  # earlier manifests have no singles note: keep their bytes
+                res.notes[f"taskbench_{kind}"] = len(records)
         res.files[f"taskbench-{domain}-validation.jsonl"] = held
         if unseen:
             res.files[f"taskbench-{domain}-unseen-tools.jsonl"] = unseen_eval
@@ -654,6 +663,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="train records composed of two TaskBench train requests in one message (default 0)")
     ap.add_argument("--chains", type=int, default=MixOptions.chains,
                     help="synthetic multi-tool train requests walked over the catalogue's types (default 0)")
+    ap.add_argument("--singles", type=int, default=MixOptions.singles,
+                    help="synthetic one-tool train requests from the same clauses (default 0)")
     ap.add_argument("--no-renamed", action="store_true", help="no renamed-catalogue evaluation file")
     ap.add_argument("--io-types", action="store_true",
                     help="end each TaskBench tool's description with its input and output types")
@@ -661,13 +672,13 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     for flag, value in (("--coding", args.coding), ("--coding-train", args.coding_train), ("--shuffled", args.shuffled),
                         ("--unseen-tools", args.unseen_tools), ("--composed", args.composed),
-                        ("--chains", args.chains)):
+                        ("--chains", args.chains), ("--singles", args.singles)):
         if value is not None and value < 0:
             ap.error(f"{flag} must be 0 or more, not {value}")  # exit 2, usage on stderr
     options = MixOptions(taskbench=args.taskbench, style=args.style, retrieval_limit=args.retrieval_limit or None,
                          shuffled_per_record=args.shuffled, unseen_tools=args.unseen_tools,
                          coding_count=args.coding, coding_train_max=args.coding_train or None,
-                         goal_style=args.goal_style, composed=args.composed, chains=args.chains, renamed_eval=not args.no_renamed,
+                         goal_style=args.goal_style, composed=args.composed, chains=args.chains, singles=args.singles, renamed_eval=not args.no_renamed,
                          io_types=args.io_types, seed=args.seed)
     try:
         manifest = write_mix(args.out, options)

@@ -13,6 +13,12 @@ The clauses are ours, written per tool of the multimedia domain (`CLAUSES`); a t
 gets a clause made from its description ("Transcribes speech..." -> "transcribe speech..."),
 so any typed catalogue works, less naturally. No held-out request or step is read.
 Deterministic: same catalogue, count and seed -> the same samples.
+
+`single_samples` writes one-tool requests from the same clauses, framed the way users ask
+("I have the recording 'interview.mp3'. Could you transcribe it?"). Trained on chains alone, the
+adapter learned to go on after the right first tool: 31 of TaskBench's 52 single-tool held-out
+requests got several tasks ("download this audio" -> Audio Downloader, Audio-to-Text,
+Audio-to-Image). Singles in TaskBench's proportion teach it where a request ends.
 """
 
 from __future__ import annotations
@@ -105,6 +111,18 @@ _OPENERS = ("", "", "Please ", "Could you ", "Can you ", "I need you to ", "Help
 _LENGTHS = ((2, 2), (3, 4), (4, 3), (5, 1))  # (tools in the chain, weight): TaskBench's multi-tool mix
 
 
+# One-tool framings: {named} is what the request works on, {clause} the clause with {obj} in it
+# already filled ("it" where the frame named the object first).
+_SINGLE_FRAMES = (
+    ("{Clause}.", "named"),
+    ("Could you {clause}?", "named"),
+    ("I have {named}. Could you {clause}?", "it"),
+    ("I'm working with {named} and I need you to {clause}.", "it"),
+    ("Here is {named}; please {clause}.", "it"),
+    ("Can you help me {clause}? That's all I need.", "named"),
+)
+
+
 def _nodes(tool_desc_path: str | Path) -> list[dict[str, Any]]:
     data = json.loads(Path(tool_desc_path).read_text(encoding="utf-8"))
     return [n for n in data.get("nodes", []) if isinstance(n, dict)] if isinstance(data, dict) else []
@@ -191,6 +209,53 @@ def chain_sample(rng: random.Random, index: int, types: dict[str, tuple[list[str
     links = [{"source": a, "target": b} for a, b in zip(chain, chain[1:])]
     return {"id": f"chain-{index:04d}", "type": "chain", "n_tools": len(chain), "instruction": request,
             "task_nodes": nodes, "task_links": links, "task_steps": steps}
+
+
+def single_sample(rng: random.Random, index: int, tool: str, types: dict[str, tuple[list[str], list[str]]],
+                  descriptions: dict[str, str]) -> dict[str, Any]:
+    """One TaskBench-shaped sample asking for `tool` alone."""
+    template, extras = _clause(rng, tool, descriptions)
+    arg, named = rng.choice(_FIRST_INPUTS.get(types[tool][0][0], (("example", "'example'"),)))
+    frame, obj = rng.choice(_SINGLE_FRAMES)
+    # "it" only for a file ("I have 'example.txt'", not "I have 'renewable energy'") and where
+    # English allows it ("flesh out it" does not).
+    if obj == "it" and (not _is_file(arg) or re.search(r"\b(out|up|down|on) \{obj\}", template)):
+        frame, obj = "Could you {clause}?", "named"
+    clause = template.replace("{obj}", named if obj == "named" else "it")
+    request = frame.replace("{named}", named).replace("{clause}", clause)
+    request = request.replace("{Clause}", clause[0].upper() + clause[1:])
+    step = template.replace("{obj}", named)
+    return {"id": f"single-{index:04d}", "type": "single", "n_tools": 1, "instruction": request,
+            "task_nodes": [{"task": tool, "arguments": [arg, *extras]}], "task_links": [],
+            "task_steps": [f"Step 1: {step[0].upper()}{step[1:]}"]}
+
+
+def _is_file(arg: str) -> bool:
+    return bool(re.fullmatch(r"[\w-]+\.\w{2,4}", arg))
+
+
+def single_samples(tool_desc_path: str | Path, count: int, seed: int = 0) -> list[dict[str, Any]]:
+    """`count` seeded one-tool samples, the typed tools taken in turn (a seeded order per round)
+    so each is asked about as often as the others."""
+    nodes = _nodes(tool_desc_path)
+    types = _types_of(nodes)
+    descriptions = {n.get("id"): n.get("desc", "") for n in nodes}
+    rng = random.Random(f"agx-singles-{seed}")
+    samples: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    order: list[str] = []
+    for _ in range(count * 20):
+        if len(samples) >= count or not types:
+            break
+        if not order:
+            order = sorted(types)
+            rng.shuffle(order)
+        sample = single_sample(rng, len(samples), order.pop(), types, descriptions)
+        if sample["instruction"] in seen:
+            continue
+        seen.add(sample["instruction"])
+        samples.append(sample)
+    return samples
 
 
 def chain_samples(tool_desc_path: str | Path, count: int, seed: int = 0) -> list[dict[str, Any]]:
