@@ -27,6 +27,7 @@ import json
 import random
 import re
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 # Per tool: clauses with {obj} (what the step works on) and the literal extra inputs the tool
@@ -237,39 +238,37 @@ def _is_file(arg: str) -> bool:
 def single_samples(tool_desc_path: str | Path, count: int, seed: int = 0) -> list[dict[str, Any]]:
     """`count` seeded one-tool samples, the typed tools taken in turn (a seeded order per round)
     so each is asked about as often as the others."""
-    nodes = _nodes(tool_desc_path)
-    types = _types_of(nodes)
-    descriptions = {n.get("id"): n.get("desc", "") for n in nodes}
-    rng = random.Random(f"agx-singles-{seed}")
-    samples: list[dict[str, Any]] = []
-    seen: set[str] = set()
     order: list[str] = []
-    for _ in range(count * 20):
-        if len(samples) >= count or not types:
-            break
+
+    def make(rng: random.Random, index: int, types: dict[str, tuple[list[str], list[str]]],
+             descriptions: dict[str, str]) -> dict[str, Any]:
         if not order:
-            order = sorted(types)
+            order.extend(sorted(types))
             rng.shuffle(order)
-        sample = single_sample(rng, len(samples), order.pop(), types, descriptions)
-        if sample["instruction"] in seen:
-            continue
-        seen.add(sample["instruction"])
-        samples.append(sample)
-    return samples
+        return single_sample(rng, index, order.pop(), types, descriptions)
+
+    return _distinct_samples(tool_desc_path, count, f"agx-singles-{seed}", make)
 
 
 def chain_samples(tool_desc_path: str | Path, count: int, seed: int = 0) -> list[dict[str, Any]]:
     """`count` seeded synthetic chain samples over a TaskBench domain's typed catalogue."""
+    return _distinct_samples(tool_desc_path, count, f"agx-chains-{seed}", chain_sample)
+
+
+def _distinct_samples(tool_desc_path: str | Path, count: int, rng_key: str,
+                      make: Callable[..., dict[str, Any] | None]) -> list[dict[str, Any]]:
+    """Up to `count` samples from `make(rng, index, types, descriptions)`, a repeated request
+    skipped (a small catalogue runs out of distinct ones: the tries are bounded)."""
     nodes = _nodes(tool_desc_path)
     types = _types_of(nodes)
     descriptions = {n.get("id"): n.get("desc", "") for n in nodes}
-    rng = random.Random(f"agx-chains-{seed}")
+    rng = random.Random(rng_key)
     samples: list[dict[str, Any]] = []
     seen: set[str] = set()
     for _ in range(count * 20):
         if len(samples) >= count or not types:
             break
-        sample = chain_sample(rng, len(samples), types, descriptions)
+        sample = make(rng, len(samples), types, descriptions)
         if sample is None or sample["instruction"] in seen:
             continue
         seen.add(sample["instruction"])
