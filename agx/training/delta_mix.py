@@ -436,7 +436,7 @@ def composed_record(a: dict[str, Any], b: dict[str, Any], catalogue: ToolCatalog
                               options, type="composed", gold=gold)
 
 
-def chain_record(sample: dict[str, Any], catalogue: ToolCatalogue, cat_ref: str, options: MixOptions) -> dict[str, Any]:
+def synthetic_record(sample: dict[str, Any], catalogue: ToolCatalogue, cat_ref: str, options: MixOptions) -> dict[str, Any]:
     """One train record for a synthetic sample (tool_chains.chain_samples, single_samples): source
     `taskbench-chains` or `taskbench-singles`."""
     plan = sample_to_plan(sample, options.goal_style)
@@ -571,7 +571,7 @@ def build_mix(options: MixOptions, contexts: dict[str, str] | None = None) -> Mi
         tool_desc = find_domain_files(options.taskbench)[1]
         for kind, count, make in (("chains", options.chains, chain_samples), ("singles", options.singles, single_samples)):
             samples = make(tool_desc, count, options.seed) if count else []
-            records = [chain_record(sample, seen_cat, cat_ref, options) for sample in samples
+            records = [synthetic_record(sample, seen_cat, cat_ref, options) for sample in samples
                        if not unseen & {n["task"] for n in sample["task_nodes"]}]  # held-out tools stay unseen
             train.extend(records)
             if kind == "chains" or count:  # earlier manifests have no singles note: keep their bytes

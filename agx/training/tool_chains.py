@@ -26,8 +26,8 @@ from __future__ import annotations
 import json
 import random
 import re
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 # Per tool: clauses with {obj} (what the step works on) and the literal extra inputs the tool
@@ -194,7 +194,7 @@ def chain_sample(rng: random.Random, index: int, types: dict[str, tuple[list[str
         ins, _ = types[tool]
         template, extras = _clause(rng, tool, descriptions)
         if i == 0:
-            arg, named = rng.choice(_FIRST_INPUTS.get(ins[0], (("example", "'example'"),)))
+            arg, named = _first_input(rng, ins[0])
         else:
             prev_out = types[chain[i - 1]][1][0]
             arg, named = f"<node-{i - 1}>", rng.choice(_OUTPUT_NAMES.get(prev_out, ("the result",)))
@@ -216,7 +216,7 @@ def single_sample(rng: random.Random, index: int, tool: str, types: dict[str, tu
                   descriptions: dict[str, str]) -> dict[str, Any]:
     """One TaskBench-shaped sample asking for `tool` alone."""
     template, extras = _clause(rng, tool, descriptions)
-    arg, named = rng.choice(_FIRST_INPUTS.get(types[tool][0][0], (("example", "'example'"),)))
+    arg, named = _first_input(rng, types[tool][0][0])
     frame, obj = rng.choice(_SINGLE_FRAMES)
     # "it" only for a file ("I have 'example.txt'", not "I have 'renewable energy'") and where
     # English allows it ("flesh out it" does not).
@@ -229,6 +229,11 @@ def single_sample(rng: random.Random, index: int, tool: str, types: dict[str, tu
     return {"id": f"single-{index:04d}", "type": "single", "n_tools": 1, "instruction": request,
             "task_nodes": [{"task": tool, "arguments": [arg, *extras]}], "task_links": [],
             "task_steps": [f"Step 1: {step[0].upper()}{step[1:]}"]}
+
+
+def _first_input(rng: random.Random, input_type: str) -> tuple[str, str]:
+    """(argument, how the request names it) for what a first step works on."""
+    return rng.choice(_FIRST_INPUTS.get(input_type, (("example", "'example'"),)))
 
 
 def _is_file(arg: str) -> bool:
