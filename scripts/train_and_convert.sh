@@ -17,7 +17,8 @@
 #       (delta_mix.compose_plans: both plans side by side); --coding-train N keeps N coding requests (0: all);
 #       --io-types ends each TaskBench tool's description with its input and output types;
 #       --chains N adds N synthetic multi-tool requests walked over the catalogue's types (tool_chains.py);
-#       --singles N adds N synthetic one-tool requests from the same clauses
+#       --singles N adds N synthetic one-tool requests from the same clauses (--singles-context:
+#       each wrapped in a backstory and maybe a purpose, as TaskBench's one-tool requests are)
 #
 # --base-gguf is what agx runs (the adapter is converted for it); --base-hf is what trains (the
 # same weights unquantized; default: the GGUF itself, dequantized by transformers). Extra
@@ -42,6 +43,7 @@ COMPOSED=0
 IO_TYPES=0
 CHAINS=0
 SINGLES=0
+SINGLES_CONTEXT=0
 CODING_TRAIN=""  # coding requests kept for training; empty: delta_mix's own default (0: all)
 TRAIN_ARGS=()
 INSTALL_ARGS=()
@@ -67,6 +69,7 @@ while [[ $# -gt 0 ]]; do
     --io-types) IO_TYPES=1; shift ;;
     --chains) CHAINS="$2"; shift 2 ;;
     --singles) SINGLES="$2"; shift 2 ;;
+    --singles-context) SINGLES_CONTEXT=1; shift ;;
     --default-for) INSTALL_ARGS+=(--default-for "$2"); shift 2 ;;
     --outtype) INSTALL_ARGS+=(--outtype "$2"); shift 2 ;;
     --group-by-length) TRAIN_ARGS+=("$1"); shift ;;
@@ -110,6 +113,7 @@ log "1/5 data ($ROLE)"
 if [[ "$ROLE" == delta && "$MIX" == 1 ]]; then
   MIX_ARGS=(-o "$DATA" --coding "$COUNT" --style "$MIX_STYLE" --composed "$COMPOSED" --chains "$CHAINS")
   [[ "$SINGLES" = 0 ]] || MIX_ARGS+=(--singles "$SINGLES")
+  [[ "$SINGLES_CONTEXT" = 0 ]] || MIX_ARGS+=(--singles-context)
   [[ -z "$CODING_TRAIN" ]] || MIX_ARGS+=(--coding-train "$CODING_TRAIN")
   [[ "$IO_TYPES" = 0 ]] || MIX_ARGS+=(--io-types)
   for tb in "${TASKBENCH[@]+"${TASKBENCH[@]}"}"; do MIX_ARGS+=(--taskbench "$tb"); done

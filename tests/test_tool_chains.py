@@ -12,7 +12,7 @@ import pytest
 
 from agx.planning.tools import load_catalogue_file
 from agx.planning.validate import validate_plan
-from agx.training import delta_mix
+from agx.training import delta_mix, tool_chains
 from agx.training.taskbench import sample_to_plan
 from agx.training.tool_chains import CLAUSES, chain_samples, description_clause, single_samples, typed_tools
 
@@ -101,6 +101,22 @@ def test_multimedia_singles_give_one_task_plans_that_name_their_input():
         assert " it" not in s["task_steps"][0]  # a step names its input even where the request says "it"
 
 
+def test_singles_context_wraps_the_ask_and_leaves_bare_singles_alone(tmp_path):
+    path = _tiny_catalogue(tmp_path)
+    bare, wrapped = single_samples(path, 8, seed=1), single_samples(path, 8, seed=1, context=True)
+    assert bare == single_samples(path, 8, seed=1, context=False)  # the default stays byte for byte
+    assert wrapped == single_samples(path, 8, seed=1, context=True)
+    first_bare, first_wrapped = bare[0]["instruction"], wrapped[0]["instruction"]
+    # The first sample draws its tool, input and ask as the bare one does, then the story around it.
+    assert first_wrapped != first_bare and f" {first_bare}" in first_wrapped
+    assert wrapped[0]["task_nodes"] == bare[0]["task_nodes"] and wrapped[0]["task_steps"] == bare[0]["task_steps"]
+    for s in wrapped:
+        story = s["instruction"].split(". ", 1)[0] + "."
+        assert story in {*tool_chains._ANY_BACKSTORIES, *(b for bs in tool_chains._BACKSTORIES.values() for b in bs)}
+        assert len(s["task_nodes"]) == 1 and not s["task_links"] and s["task_steps"][0].startswith("Step 1: ")
+        assert story not in s["task_steps"][0]  # the backstory is not a step
+
+
 @needs_taskbench
 def test_mix_with_singles_adds_exactly_them(tmp_path):
     base = dict(taskbench=str(TASKBENCH), coding_count=30, seed=0, renamed_eval=False, chains=10)
@@ -112,6 +128,12 @@ def test_mix_with_singles_adds_exactly_them(tmp_path):
     assert [r for r in train if r["source"] != "taskbench-singles"] == plain.files[delta_mix.TRAIN_FILE]
     assert all(r["type"] == "single" and len(r["plan"]["tasks"]) == 1 for r in singles)
     assert all(f"- {r['plan']['tasks'][0]['tool']}(" in r["messages"][0]["content"] for r in singles)
+    context = delta_mix.build_mix(delta_mix.MixOptions(**base, singles=20, singles_context=True))
+    told = [r for r in context.files[delta_mix.TRAIN_FILE] if r["source"] == "taskbench-singles"]
+    assert len(told) == 20 and [r for r in context.files[delta_mix.TRAIN_FILE] if r["source"] != "taskbench-singles"] \
+        == plain.files[delta_mix.TRAIN_FILE]
+    assert {r["request"] for r in told}.isdisjoint(r["request"] for r in singles)
+    assert all(r["type"] == "single" and len(r["plan"]["tasks"]) == 1 for r in told)
 
 
 @needs_taskbench

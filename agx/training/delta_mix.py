@@ -15,7 +15,8 @@ the chosen prompt style; for a catalogue larger than the retrieval limit, the to
   over the catalogue's input/output types with requests written from per-tool clauses
   (agx/training/tool_chains.py);
 - `taskbench-singles` (`--singles N`, default 0): synthetic one-tool requests from the same
-  clauses, so chains do not teach the adapter that every request goes on past its first tool;
+  clauses, so chains do not teach the adapter that every request goes on past its first tool
+  (`--singles-context`: each wrapped in a backstory and maybe a purpose, as TaskBench's are);
 - `agx-coding`: agx's own coding requests over the built-in tools, from templates (projects,
   functions, files and test names varied), whose gold plans read the files, change them with
   `code` (the file-grounded edit tool) and run the tests. Each project gets a real throwaway git
@@ -46,6 +47,7 @@ import sys
 import tempfile
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -97,6 +99,9 @@ class MixOptions:
     # Synthetic one-tool requests from the same clauses (tool_chains.single_samples). 0 keeps the
     # earlier mixes byte for byte.
     singles: int = 0
+    # The singles wrapped in a backstory and maybe a purpose, as TaskBench's one-tool requests are
+    # written (tool_chains._BACKSTORIES). False keeps the earlier mixes byte for byte.
+    singles_context: bool = False
     # TaskBench tools' input and output types at the end of their descriptions (io_types_note);
     # False keeps the earlier mixes byte for byte.
     io_types: bool = False
@@ -569,7 +574,8 @@ def build_mix(options: MixOptions, contexts: dict[str, str] | None = None) -> Mi
         train.extend(composed_record(a, b, seen_cat, cat_ref, options) for a, b in pairs)
         res.notes["taskbench_composed"] = len(pairs)
         tool_desc = find_domain_files(options.taskbench)[1]
-        for kind, count, make in (("chains", options.chains, chain_samples), ("singles", options.singles, single_samples)):
+        singles = partial(single_samples, context=options.singles_context)
+        for kind, count, make in (("chains", options.chains, chain_samples), ("singles", options.singles, singles)):
             samples = make(tool_desc, count, options.seed) if count else []
             records = [synthetic_record(sample, seen_cat, cat_ref, options) for sample in samples
                        if not unseen & {n["task"] for n in sample["task_nodes"]}]  # held-out tools stay unseen
@@ -665,6 +671,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="synthetic multi-tool train requests walked over the catalogue's types (default 0)")
     ap.add_argument("--singles", type=int, default=MixOptions.singles,
                     help="synthetic one-tool train requests from the same clauses (default 0)")
+    ap.add_argument("--singles-context", action="store_true",
+                    help="wrap each synthetic one-tool request in a backstory and maybe a purpose")
     ap.add_argument("--no-renamed", action="store_true", help="no renamed-catalogue evaluation file")
     ap.add_argument("--io-types", action="store_true",
                     help="end each TaskBench tool's description with its input and output types")
@@ -678,7 +686,8 @@ def main(argv: list[str] | None = None) -> int:
     options = MixOptions(taskbench=args.taskbench, style=args.style, retrieval_limit=args.retrieval_limit or None,
                          shuffled_per_record=args.shuffled, unseen_tools=args.unseen_tools,
                          coding_count=args.coding, coding_train_max=args.coding_train or None,
-                         goal_style=args.goal_style, composed=args.composed, chains=args.chains, singles=args.singles, renamed_eval=not args.no_renamed,
+                         goal_style=args.goal_style, composed=args.composed, chains=args.chains, singles=args.singles,
+                         singles_context=args.singles_context, renamed_eval=not args.no_renamed,
                          io_types=args.io_types, seed=args.seed)
     try:
         manifest = write_mix(args.out, options)

@@ -123,6 +123,24 @@ _SINGLE_FRAMES = (
     ("Can you help me {clause}? That's all I need.", "named"),
 )
 
+# With `context`: a sentence of backstory before the ask and, half the time, what the result is
+# for after it, as TaskBench's one-tool requests are written ("I've been working with an image...
+# Could you...? ... so I can feel it more real"). s6 (bare singles) still planned 32 of the 52
+# single-tool held-out requests as several tasks, most of them long, chatty ones: the backstory
+# and the purpose are not steps. Per first-input type, then any type.
+_BACKSTORIES: dict[str, tuple[str, ...]] = {
+    "image": ("I took a few pictures on my trip last weekend.", "I've been editing images for a blog post."),
+    "video": ("I filmed a clip at my cousin's wedding.", "I'm putting together a video for our club's page."),
+    "audio": ("I recorded a meeting this morning.", "I've been collecting sound clips for a podcast."),
+    "text": ("I've been drafting an article for our newsletter.", "I'm reading up on a subject for a class."),
+    "url": ("I came across something online earlier today.", "A friend sent me a link this morning."),
+}
+_ANY_BACKSTORIES = ("I'm working on a project for work.", "This is for a presentation I'm giving on Friday.",
+                    "I've been meaning to sort this out for a while.")
+_PURPOSES = (" I'd like to share the result with my team.", " I want to keep it for reference.",
+             " It's for a school project, so it doesn't need to be perfect.",
+             " I'll use it in my slides later.", " Thanks, this will help me a lot.")
+
 
 def _nodes(tool_desc_path: str | Path) -> list[dict[str, Any]]:
     data = json.loads(Path(tool_desc_path).read_text(encoding="utf-8"))
@@ -213,8 +231,9 @@ def chain_sample(rng: random.Random, index: int, types: dict[str, tuple[list[str
 
 
 def single_sample(rng: random.Random, index: int, tool: str, types: dict[str, tuple[list[str], list[str]]],
-                  descriptions: dict[str, str]) -> dict[str, Any]:
-    """One TaskBench-shaped sample asking for `tool` alone."""
+                  descriptions: dict[str, str], context: bool = False) -> dict[str, Any]:
+    """One TaskBench-shaped sample asking for `tool` alone (`context`: with a backstory and maybe
+    a purpose around the ask)."""
     template, extras = _clause(rng, tool, descriptions)
     arg, named = _first_input(rng, types[tool][0][0])
     frame, obj = rng.choice(_SINGLE_FRAMES)
@@ -225,6 +244,9 @@ def single_sample(rng: random.Random, index: int, tool: str, types: dict[str, tu
     clause = template.replace("{obj}", named if obj == "named" else "it")
     request = frame.replace("{named}", named).replace("{clause}", clause)
     request = request.replace("{Clause}", clause[0].upper() + clause[1:])
+    if context:  # drawn last: the tool, its input and the ask are drawn as for a bare sample
+        story = rng.choice(_BACKSTORIES.get(types[tool][0][0], ()) + _ANY_BACKSTORIES)
+        request = f"{story} {request}{rng.choice(_PURPOSES) if rng.random() < 0.5 else ''}"
     step = template.replace("{obj}", named)
     return {"id": f"single-{index:04d}", "type": "single", "n_tools": 1, "instruction": request,
             "task_nodes": [{"task": tool, "arguments": [arg, *extras]}], "task_links": [],
@@ -240,9 +262,11 @@ def _is_file(arg: str) -> bool:
     return bool(re.fullmatch(r"[\w-]+\.\w{2,4}", arg))
 
 
-def single_samples(tool_desc_path: str | Path, count: int, seed: int = 0) -> list[dict[str, Any]]:
+def single_samples(tool_desc_path: str | Path, count: int, seed: int = 0,
+                   context: bool = False) -> list[dict[str, Any]]:
     """`count` seeded one-tool samples, the typed tools taken in turn (a seeded order per round)
-    so each is asked about as often as the others."""
+    so each is asked about as often as the others; `context` wraps each request in a backstory
+    and, half the time, a purpose (False gives the earlier samples byte for byte)."""
     order: list[str] = []
 
     def make(rng: random.Random, index: int, types: dict[str, tuple[list[str], list[str]]],
@@ -250,7 +274,7 @@ def single_samples(tool_desc_path: str | Path, count: int, seed: int = 0) -> lis
         if not order:
             order.extend(sorted(types))
             rng.shuffle(order)
-        return single_sample(rng, index, order.pop(), types, descriptions)
+        return single_sample(rng, index, order.pop(), types, descriptions, context)
 
     return _distinct_samples(tool_desc_path, count, f"agx-singles-{seed}", make)
 
