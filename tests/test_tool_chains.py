@@ -162,3 +162,10 @@ def test_negative_synthetic_count_is_a_usage_error(tmp_path, capsys, flag):
     with pytest.raises(SystemExit) as exc:
         delta_mix.main(["-o", str(tmp_path), flag, "-1"])
     assert exc.value.code == 2 and f"{flag} must be 0 or more" in capsys.readouterr().err
+
+
+def test_singles_context_without_singles_is_a_usage_error(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        delta_mix.main(["-o", str(tmp_path), "--singles-context"])
+    assert exc.value.code == 2 and "give --singles N" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())  # nothing written

@@ -683,6 +683,8 @@ def main(argv: list[str] | None = None) -> int:
                         ("--chains", args.chains), ("--singles", args.singles)):
         if value is not None and value < 0:
             ap.error(f"{flag} must be 0 or more, not {value}")  # exit 2, usage on stderr
+    if args.singles_context and not args.singles:
+        ap.error("--singles-context wraps the synthetic one-tool requests: give --singles N as well")
     options = MixOptions(taskbench=args.taskbench, style=args.style, retrieval_limit=args.retrieval_limit or None,
                          shuffled_per_record=args.shuffled, unseen_tools=args.unseen_tools,
                          coding_count=args.coding, coding_train_max=args.coding_train or None,

@@ -124,8 +124,8 @@ _SINGLE_FRAMES = (
 )
 
 # With `context`: a sentence of backstory before the ask and, half the time, what the result is
-# for after it, as TaskBench's one-tool requests are written ("I've been working with an image...
-# Could you...? ... so I can feel it more real"). s6 (bare singles) still planned 32 of the 52
+# for after it, as TaskBench's one-tool requests are written (a line about the user's day or
+# project, the ask, then why they want it). s6 (bare singles) still planned 32 of the 52
 # single-tool held-out requests as several tasks, most of them long, chatty ones: the backstory
 # and the purpose are not steps. Per first-input type, then any type.
 _BACKSTORIES: dict[str, tuple[str, ...]] = {
