@@ -235,7 +235,8 @@ def single_sample(rng: random.Random, index: int, tool: str, types: dict[str, tu
     """One TaskBench-shaped sample asking for `tool` alone (`context`: with a backstory and maybe
     a purpose around the ask)."""
     template, extras = _clause(rng, tool, descriptions)
-    arg, named = _first_input(rng, types[tool][0][0])
+    input_type = types[tool][0][0]
+    arg, named = _first_input(rng, input_type)
     frame, obj = rng.choice(_SINGLE_FRAMES)
     # "it" only for a file ("I have 'example.txt'", not "I have 'renewable energy'") and where
     # English allows it ("flesh out it" does not).
@@ -245,7 +246,7 @@ def single_sample(rng: random.Random, index: int, tool: str, types: dict[str, tu
     request = frame.replace("{named}", named).replace("{clause}", clause)
     request = request.replace("{Clause}", clause[0].upper() + clause[1:])
     if context:  # drawn last: the tool, its input and the ask are drawn as for a bare sample
-        story = rng.choice(_BACKSTORIES.get(types[tool][0][0], ()) + _ANY_BACKSTORIES)
+        story = rng.choice(_BACKSTORIES.get(input_type, ()) + _ANY_BACKSTORIES)
         request = f"{story} {request}{rng.choice(_PURPOSES) if rng.random() < 0.5 else ''}"
     step = template.replace("{obj}", named)
     return {"id": f"single-{index:04d}", "type": "single", "n_tools": 1, "instruction": request,
