@@ -81,7 +81,8 @@ def test_retrieval_always_keeps_the_given_tools():
 
 def test_retrieval_recall_on_taskbench_held_out_requests():
     """BM25 over names and descriptions, 20 of 40 tools: share of the gold tools kept.
-    Measured 0.874 on the 128 held-out requests; a broken index or tokenizer drops far below."""
+    Measured 0.901 on the 128 held-out requests with Snowball stems (0.874 with the suffix strip
+    before them, bench_retrieval_stem.py); a broken index or tokenizer drops below."""
     from agx.training.taskbench import convert_taskbench
 
     conv = convert_taskbench(TASKBENCH)
@@ -94,7 +95,20 @@ def test_retrieval_recall_on_taskbench_held_out_requests():
         kept += len(gold & chosen)
         total += len(gold)
     assert len(held_out) == 128
-    assert kept / total >= 0.85, kept / total
+    assert kept / total >= 0.89, kept / total
+
+
+def test_retrieval_stems_meet_across_word_forms():
+    """A request's 'simplified' must find a tool called Simplifier (the suffix strip before
+    Snowball left them apart: Text Simplifier was the tool most often missed at 20 of 40)."""
+    from agx.planning.retrieval import tokens
+
+    assert tokens("simplified") == tokens("Simplifier")
+    assert tokens("summarize") == tokens("Summarizer")
+    assert tokens("colorized images") == tokens("Image Colorizer")[::-1]
+    cat = taskbench_catalogue()
+    request = "I need a simplified version of this paragraph: 'Notwithstanding the aforementioned caveats'"
+    assert select_tools(cat, request, 5).names()[0] == "Text Simplifier"  # the suffix strip: not in the 5
 
 
 # -- with the model --------------------------------------------------------------------------
