@@ -24,6 +24,7 @@ import argparse
 import statistics
 import sys
 import time
+from contextlib import nullcontext
 from pathlib import Path
 from unittest import mock
 
@@ -85,11 +86,9 @@ def main() -> int:
           f"{'recall %':>9} {'ms/query':>9}")
     results = {}
     for set_name, (catalogue, requests) in sets.items():
-        for method in ("suffix", "snowball"):
-            if method == "suffix":
-                with mock.patch.object(retrieval, "_stem", _suffix_stem):
-                    results[set_name, method] = _measure(catalogue, requests, args.k)
-            else:
+        for method, stems in (("suffix", mock.patch.object(retrieval, "_stem", _suffix_stem)),
+                              ("snowball", nullcontext())):
+            with stems:
                 results[set_name, method] = _measure(catalogue, requests, args.k)
             for k, m in results[set_name, method].items():
                 print(f"{set_name:<10} {method:<9} {k:>3} {m['requests']:>24} {m['uses']:>12} "
