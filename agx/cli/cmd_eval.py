@@ -33,6 +33,9 @@ def register(sub) -> None:
     e.add_argument("--count-steps", choices=["auto", "on", "off"], default="auto",
                    help="planner decoding: at least one task per numbered goal step (auto: when the adapter's manifest says its "
                    "goals were numbered steps)")
+    e.add_argument("--typed-links", choices=["auto", "on", "off"], default="auto",
+                   help="planner decoding over tools that declare input/output types: a task wired to the one before "
+                   "it uses a tool that takes that task's output (auto: roles.delta.typed_links)")
     e.add_argument("--samples", type=int, default=1,
                    help="an analysis (agx plan stays greedy): draw N plans per record, the greedy one and N-1 sampled, and "
                    "score the one the others agree with most beside the greedy one; every draw is kept in the results "
@@ -86,7 +89,8 @@ def run_plans(ctx: CliContext) -> int:
     try:
         summary, results = evaluate_records(records, engine, dataset.parent, EvalOptions(
             max_tokens=args.max_tokens, decoding=args.decoding,
-            count_steps={"auto": None, "on": True, "off": False}[args.count_steps], samples=args.samples,
+            count_steps={"auto": None, "on": True, "off": False}[args.count_steps],
+            typed_links={"auto": None, "on": True, "off": False}[args.typed_links], samples=args.samples,
             sample_temperature=args.sample_temperature),
                                             on_result=progress, cancel=cancel)
     except DatasetError as exc:

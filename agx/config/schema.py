@@ -57,6 +57,11 @@ class RoleConfig(_Strict):
     # prompt's example plan; compact costs a third fewer prompt tokens (README, Performance).
     # "auto": the style the role's adapter was trained with (its manifest), else "full".
     prompt_style: Literal["auto", "full", "compact", "compact_example"] = "auto"
+    # Delta in-process: over a catalogue whose tools declare input/output types (TaskBench's
+    # tool files; agx's catalogue files with input_types / output_types), a task that depends
+    # on the task just before it may only use a tool that accepts that task's output
+    # (schema_grammar, "typed links"). Untyped tools (built-in, MCP) are never constrained.
+    typed_links: bool = True
     system_prompt: str | None = None
     # Remote backend (backend = "openai").
     base_url: str | None = None

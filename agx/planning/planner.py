@@ -104,15 +104,20 @@ def counts_steps(engine: Engine) -> bool:
 
 def plan_grammar(
     engine: Engine, catalogue: ToolCatalogue, max_tasks: int = 10, count_steps: bool | None = None,
+    typed_links: bool | None = None,
 ) -> str | None:
     """The in-process grammar Delta plans under on `engine` (None for a remote engine, which
     gets the plan's JSON schema). The planner and `agx eval plans` both decode with it, so the
-    eval measures what `agx plan` does."""
+    eval measures what `agx plan` does. `typed_links` (default: the role's config,
+    roles.delta.typed_links): over a catalogue whose tools declare types, a task wired to the
+    one before it uses a tool that takes that task's output."""
     if not _is_in_process(engine):
         return None
     if count_steps is None:
         count_steps = counts_steps(engine)
-    return plan_gbnf(catalogue, max_tasks=max_tasks, count_steps=count_steps)
+    if typed_links is None:
+        typed_links = bool(getattr(getattr(engine, "role", None), "typed_links", True))
+    return plan_gbnf(catalogue, max_tasks=max_tasks, count_steps=count_steps, typed_links=typed_links)
 
 
 class Planner:
@@ -127,6 +132,7 @@ class Planner:
         max_tokens: int | None = None,
         prompt_style: str | None = None,
         count_steps: bool | None = None,
+        typed_links: bool | None = None,
     ):
         self.engine = engine
         # agx/planning/prompt.py PROMPT_STYLES; default: the role's config (roles.delta.prompt_style),
@@ -143,7 +149,8 @@ class Planner:
         # In-process llama.cpp gets the stricter grammar (ids t1..tN, deps only backwards, and
         # for an adapter trained on numbered goals at least one task per step); remote servers only
         # understand a JSON schema.
-        self.grammar = plan_grammar(engine, catalogue, max_tasks=max_tasks, count_steps=count_steps)
+        self.grammar = plan_grammar(engine, catalogue, max_tasks=max_tasks, count_steps=count_steps,
+                                    typed_links=typed_links)
         self.max_tokens = max_tokens
 
     def messages_for(self, request: str) -> list[dict[str, str]]:

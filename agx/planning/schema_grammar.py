@@ -178,38 +178,44 @@ def _deps_rules(k: int) -> list[str]:
 
 
 def catalogue_key(catalogue: ToolCatalogue) -> str:
-    """A hash of what a plan grammar depends on: the tools' names and argument schemas, in
-    catalogue order (descriptions and risk levels do not change the grammar)."""
-    spec = json.dumps([[t.name, t.args_schema] for t in catalogue], sort_keys=True, default=str)
+    """A hash of what a plan grammar depends on: the tools' names, argument schemas and declared
+    types, in catalogue order (descriptions and risk levels do not change the grammar)."""
+    spec = json.dumps([[t.name, t.args_schema, t.input_types, t.output_types] for t in catalogue],
+                      sort_keys=True, default=str)
     return hashlib.sha256(spec.encode("utf-8")).hexdigest()
 
 
 # Plan grammars built so far, per catalogue and bounds: a planner is made per request (and per
 # retrieved tool subset), and building the grammar for a large catalogue takes long enough to
 # notice (README, Performance). Strings are immutable, so callers share them.
-_PLAN_GBNF_CACHE: "OrderedDict[tuple[str, int, int, bool], str]" = OrderedDict()
+_PLAN_GBNF_CACHE: "OrderedDict[tuple[str, int, int, bool, bool], str]" = OrderedDict()
 _PLAN_GBNF_CAPACITY = 32
 _PLAN_GBNF_LOCK = threading.Lock()
 
 
 def plan_gbnf(
     catalogue: ToolCatalogue, max_tasks: int = 10, max_deps: int = 4, max_arg_chars: int = ARG_STRING_MAX_CHARS,
-    count_steps: bool = False,
+    count_steps: bool = False, typed_links: bool = False,
 ) -> str:
     """A llama.cpp GBNF grammar for plans: ids t1..tN in order, deps only to earlier tasks
     (strictly increasing, so at most k-1 of them; `max_deps` applies to the JSON schema only).
     `count_steps`: a goal written as numbered steps gets at least one task per step (`_steps_rules`).
+    `typed_links`: over a typed catalogue, a task that depends on the task just before it uses a
+    tool that accepts that task's output (`_typed_task_rules`; ignored with `count_steps` or an
+    untyped catalogue).
 
     Built once per catalogue and bounds, then served from an in-memory cache."""
     if len(catalogue) == 0:
         raise ValueError("the tool catalogue is empty: nothing to plan with")
-    key = (catalogue_key(catalogue), max_tasks, max_arg_chars, count_steps)
+    typed_links = typed_links and not count_steps and catalogue.typed()
+    key = (catalogue_key(catalogue), max_tasks, max_arg_chars, count_steps, typed_links)
     with _PLAN_GBNF_LOCK:
         text = _PLAN_GBNF_CACHE.get(key)
         if text is not None:
             _PLAN_GBNF_CACHE.move_to_end(key)
             return text
-    text = build_plan_gbnf(catalogue, max_tasks=max_tasks, max_arg_chars=max_arg_chars, count_steps=count_steps)
+    text = build_plan_gbnf(catalogue, max_tasks=max_tasks, max_arg_chars=max_arg_chars, count_steps=count_steps,
+                           typed_links=typed_links)
     with _PLAN_GBNF_LOCK:
         _PLAN_GBNF_CACHE[key] = text
         while len(_PLAN_GBNF_CACHE) > _PLAN_GBNF_CAPACITY:
@@ -225,6 +231,7 @@ def clear_grammar_cache() -> None:
 
 def build_plan_gbnf(
     catalogue: ToolCatalogue, max_tasks: int = 10, max_arg_chars: int = ARG_STRING_MAX_CHARS, count_steps: bool = False,
+    typed_links: bool = False,
 ) -> str:
     """`plan_gbnf` without the cache: builds the grammar text every time."""
     from llama_cpp.llama_grammar import SchemaConverter
@@ -242,6 +249,12 @@ def build_plan_gbnf(
         variants.append(f"plan-tool-{i}")
         rules.append(f'plan-tool-{i} ::= {_key("tool")} {_literal(json.dumps(spec.name))} "," space {_key("args")} {args}')
     rules.append(f"plan-tool ::= {' | '.join(variants)}")
+    if typed_links and not count_steps and catalogue.typed():
+        rules.extend(_typed_task_rules(catalogue, max_tasks, title))
+        rules.append(
+            f'root ::= "{{" space {_key("goal")} {goal} "," space {_key("tasks")} "[" space plan-typed-task-1 "]" space "}}" space'
+        )
+        return conv.format_grammar() + "\n" + "\n".join(rules) + "\n"
     for k in range(1, max_tasks + 1):
         rules.extend(_deps_rules(k))
         rules.append(
@@ -298,4 +311,75 @@ def _steps_rules(max_tasks: int, any_count_tasks: str) -> list[str]:
         f'root ::= "{{" space {_key("goal")} ("\\"1) " plan-steps-1 '
         f'| plan-goal-free "," space {_key("tasks")} "[" space {any_count_tasks} "]" space) "}}" space'
     )
+    return rules
+
+
+# -- typed links ---------------------------------------------------------------------------
+# A typed catalogue (TaskBench's tools declare input and output types) says which tool can
+# take which task's output: in TaskBench multimedia 713 of its 714 gold links join a tool to
+# one that accepts what it gives. A small planner often picks the right first tool and a wrong
+# later one (README, Fine-tuning: edge F1 is lost to tool choice); these rules rule out later
+# tools that cannot take the earlier output. The grammar carries one fact forward: what the
+# task just written gives. Task k, when its deps end with t(k-1), may only use a tool that
+# accepts that; deps to older tasks are not checked (the grammar would have to remember every
+# earlier task's type, and a chain's link is nearly always to the task just before).
+
+
+def _typed_deps_rules(k: int) -> list[str]:
+    """Task k's deps split in two: `plan-tdeps-k-last` (ending with t(k-1)) and
+    `plan-tdeps-k-other` (without it, possibly empty); both strictly increasing as before."""
+    if k == 1:
+        return ['plan-tdeps-1-other ::= "[" space "]" space']
+    rules = []
+    for j in range(k - 2, 0, -1):  # lists over t1..t(k-2) starting at tj
+        rest = " | ".join(f"plan-tdeps-{k}-from-{i}" for i in range(j + 1, k - 1))
+        tail = f' ("," space ({rest}))?' if rest else ""
+        rules.append(f"plan-tdeps-{k}-from-{j} ::= {_literal(json.dumps(f't{j}'))}{tail}")
+    older = " | ".join(f"plan-tdeps-{k}-from-{j}" for j in range(1, k - 1))
+    last = _literal(json.dumps(f"t{k - 1}"))
+    lead = f'(({older}) "," space)? ' if older else ""
+    rules.append(f'plan-tdeps-{k}-last ::= "[" space {lead}{last} "]" space')
+    rules.append(f'plan-tdeps-{k}-other ::= "[" space' + (f" ({older})?" if older else "") + ' "]" space')
+    return rules
+
+
+def _typed_task_rules(catalogue: ToolCatalogue, max_tasks: int, title: str) -> list[str]:
+    """Rules `plan-typed-task-1` .. : the task list of a typed plan grammar (tools are the
+    `plan-tool-i` rules, in catalogue order)."""
+    specs = list(catalogue)
+    gives = sorted({s.output_types for s in specs})  # one state per distinct output
+    state = {g: f"g{n}" for n, g in enumerate(gives)}
+    rules: list[str] = []
+
+    def tools_rule(accepting: tuple[str, ...] | None, out: tuple[str, ...]) -> str | None:
+        """Name of a rule: the tools that give `out` and accept `accepting` (None: any)."""
+        picked = [i for i, s in enumerate(specs) if s.output_types == out and (accepting is None or s.accepts(accepting))]
+        if not picked:
+            return None
+        name = f"plan-ttools-{'any' if accepting is None else state[accepting]}-{state[out]}"
+        rules.append(f"{name} ::= {' | '.join(f'plan-tool-{i}' for i in picked)}")
+        return name
+
+    by_input: dict[str, list[tuple[str, str]]] = {}
+    for accepting in [None, *gives]:
+        key = "any" if accepting is None else state[accepting]
+        by_input[key] = [(r, state[out]) for out in gives if (r := tools_rule(accepting, out)) is not None]
+
+    def tool_then_rest(k: int, key: str) -> str:
+        return " | ".join(f'{r} "}}" space plan-typed-after-{k}-{g}' for r, g in by_input[key])
+
+    for k in range(1, max_tasks + 1):
+        rules.extend(_typed_deps_rules(k))
+        for g in state.values():
+            more = f'("," space plan-typed-task-{k + 1}-{g})?' if k < max_tasks else '""'
+            rules.append(f"plan-typed-after-{k}-{g} ::= {more}")
+        head = f'"{{" space {_key("id")} {_literal(json.dumps(f"t{k}"))} "," space {_key("title")} {title} "," space {_key("deps")}'
+        if k == 1:
+            rules.append(f'plan-typed-task-1 ::= {head} plan-tdeps-1-other "," space ({tool_then_rest(1, "any")})')
+            continue
+        for g in state.values():
+            branches = [f'plan-tdeps-{k}-other "," space ({tool_then_rest(k, "any")})']
+            if by_input[g]:
+                branches.append(f'plan-tdeps-{k}-last "," space ({tool_then_rest(k, g)})')
+            rules.append(f"plan-typed-task-{k}-{g} ::= {head} ({' | '.join(branches)})")
     return rules

@@ -30,6 +30,17 @@ class ToolSpec:
     risk: Risk = Risk.READ
     # True when agx has a runner for it; catalogue-file tools are plan-only.
     runnable: bool = False
+    # What the tool takes and gives ("video", "audio", "text", ...; lower case), where a
+    # catalogue says so (TaskBench's input-type / output-type). Empty: untyped. Typed tools let
+    # the plan grammar wire a task only to a tool that accepts its input's output
+    # (schema_grammar, "typed links").
+    input_types: tuple[str, ...] = ()
+    output_types: tuple[str, ...] = ()
+
+    def accepts(self, produced: tuple[str, ...]) -> bool:
+        """Whether this tool can take the output of a tool that gives `produced` (an untyped
+        side on either end accepts anything)."""
+        return not produced or not self.input_types or bool(set(produced) & set(self.input_types))
 
     def prompt_line(self) -> str:
         props = self.args_schema.get("properties", {})
@@ -52,6 +63,10 @@ class ToolCatalogue:
 
     def names(self) -> list[str]:
         return list(self.tools)
+
+    def typed(self) -> bool:
+        """Whether any tool declares what it gives (typed links apply)."""
+        return any(t.output_types for t in self.tools.values())
 
     def __iter__(self):
         return iter(self.tools.values())
@@ -86,11 +101,24 @@ def io_types_note(entry: dict[str, Any]) -> str:
     return " ".join(parts)
 
 
+def _type_list(entry: dict[str, Any], *keys: str) -> tuple[str, ...]:
+    """A tool's declared types under the first of `keys` it has, lower-cased ("Image" and
+    "image" are one type in TaskBench's file)."""
+    for key in keys:
+        value = entry.get(key)
+        if isinstance(value, str):
+            value = [value]
+        if isinstance(value, list):
+            return tuple(str(v).strip().lower() for v in value if str(v).strip())
+    return ()
+
+
 def load_catalogue_file(path: str | Path, io_types: bool = False) -> ToolCatalogue:
     """A JSON file: a list of {"name", "description", "args_schema"?, "risk"?}, or TaskBench's
     tool_desc.json ({"nodes": [{"id", "desc", "parameters"?, "input-type"?, "output-type"?}]}).
     `io_types` appends a TaskBench tool's input and output types to its description
-    (`io_types_note`)."""
+    (`io_types_note`). Declared types (`input-type`/`output-type`, or agx's `input_types` /
+    `output_types`) are kept on the ToolSpec either way: the plan grammar reads them."""
     path = Path(path)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -118,7 +146,11 @@ def load_catalogue_file(path: str | Path, io_types: bool = False) -> ToolCatalog
                       "required": ["inputs"], "additionalProperties": False}
         risk = entry.get("risk", "read")
         try:
-            cat.add(ToolSpec(name=name, description=desc, args_schema=schema, risk=Risk(risk), runnable=False))
+            cat.add(ToolSpec(
+                name=name, description=desc, args_schema=schema, risk=Risk(risk), runnable=False,
+                input_types=_type_list(entry, "input_types", "input-type"),
+                output_types=_type_list(entry, "output_types", "output-type"),
+            ))
         except ValueError as exc:
             raise CatalogueFileError(f"{path}: tool {name!r}: {exc}") from None
     return cat

@@ -40,6 +40,7 @@ class EvalOptions:
     seed: int = 0
     decoding: str = "planner"  # DECODINGS
     count_steps: bool | None = None  # planner decoding: None = as the adapter's manifest says
+    typed_links: bool | None = None  # planner decoding over typed tools: None = as roles.delta.typed_links says
     # Sampled plans (agx/training/consensus.py; an analysis, `agx plan` stays greedy): the greedy
     # plan plus samples - 1 drawn at sample_temperature with seeds seed+1, seed+2, ...; the
     # consensus plan is scored, the greedy plan's scores and every draw are kept beside it.
@@ -95,7 +96,8 @@ def evaluate_record(
         raise ValueError(f"unknown decoding {options.decoding!r} (one of {', '.join(DECODINGS)})")
     grammar = None
     if options.decoding == "planner":
-        grammar = plan_grammar(engine, catalogue, max_tasks=options.max_tasks, count_steps=options.count_steps)
+        grammar = plan_grammar(engine, catalogue, max_tasks=options.max_tasks, count_steps=options.count_steps,
+                               typed_links=options.typed_links)
     constraint = {"grammar": grammar} if grammar is not None else {
         "json_schema": plan_json_schema(catalogue, max_tasks=options.max_tasks, max_deps=options.max_deps)}
     request = ChatRequest(

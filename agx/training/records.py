@@ -122,10 +122,16 @@ def write_split(
 
 def catalogue_to_json(catalogue: ToolCatalogue) -> list[dict[str, Any]]:
     """The catalogue in agx's catalogue-file form (load_catalogue_file reads it back)."""
-    return [
-        {"name": s.name, "description": s.description, "args_schema": s.args_schema, "risk": s.risk.value}
-        for s in catalogue
-    ]
+    out = []
+    for s in catalogue:
+        entry = {"name": s.name, "description": s.description, "args_schema": s.args_schema, "risk": s.risk.value}
+        # types only where declared, so an untyped catalogue's file keeps its bytes
+        if s.input_types:
+            entry["input_types"] = list(s.input_types)
+        if s.output_types:
+            entry["output_types"] = list(s.output_types)
+        out.append(entry)
+    return out
 
 
 def resolve_catalogue(ref: str | None, dataset_dir: Path, cache: dict[str, ToolCatalogue] | None = None) -> ToolCatalogue:
