@@ -49,18 +49,18 @@ def evaluate(data: Path, name: str, adapter: str, typed: str, limit: int | None,
     subprocess.run(cmd, check=True, cwd=ROOT, env={**os.environ, "AGX_SKIP_BUILD_CHECK": "1"})
     summary = json.loads(out.with_suffix(".summary.json").read_text())
     summary["s_per_record"] = summary["extra"]["seconds"] / max(1, summary["samples"])
-    summary.update(link_counts(out, data))
+    summary.update(link_counts(out, data, name))
     return summary
 
 
-def link_counts(results: Path, data: Path) -> dict[str, int]:
+def link_counts(results: Path, data: Path, name: str) -> dict[str, int]:
     """Over the plans in a results file: links whose types do not fit, self links, plans with a
     tool used twice (TaskBench's gold: 2 of 714 links misfit, 0 self links, 1 of 465 repeats)."""
     from agx.planning.tools import load_catalogue_file
 
     catalogues: dict[str, object] = {}
     misfit = self_links = repeats = 0
-    records = {json.loads(line)["id"]: json.loads(line) for line in (data / f"{results.stem.split('-typed-')[0]}.jsonl").open()}
+    catalogue_of = {r["id"]: r.get("catalogue") for r in map(json.loads, (data / f"{name}.jsonl").open())}
     for line in results.open():
         result = json.loads(line)
         try:
@@ -68,7 +68,7 @@ def link_counts(results: Path, data: Path) -> dict[str, int]:
             tasks = plan["tasks"]
         except (ValueError, KeyError, TypeError):
             continue
-        ref = records[result["id"]].get("catalogue")
+        ref = catalogue_of[result["id"]]
         if ref not in catalogues:
             catalogues[ref] = load_catalogue_file(data / ref)
         cat = catalogues[ref]

@@ -207,7 +207,7 @@ def plan_gbnf(
     Built once per catalogue and bounds, then served from an in-memory cache."""
     if len(catalogue) == 0:
         raise ValueError("the tool catalogue is empty: nothing to plan with")
-    typed_links = typed_links and not count_steps and catalogue.typed()
+    typed_links = _typed_links_apply(catalogue, typed_links, count_steps)
     key = (catalogue_key(catalogue), max_tasks, max_arg_chars, count_steps, typed_links)
     with _PLAN_GBNF_LOCK:
         text = _PLAN_GBNF_CACHE.get(key)
@@ -249,7 +249,7 @@ def build_plan_gbnf(
         variants.append(f"plan-tool-{i}")
         rules.append(f'plan-tool-{i} ::= {_key("tool")} {_literal(json.dumps(spec.name))} "," space {_key("args")} {args}')
     rules.append(f"plan-tool ::= {' | '.join(variants)}")
-    if typed_links and not count_steps and catalogue.typed():
+    if _typed_links_apply(catalogue, typed_links, count_steps):
         rules.extend(_typed_task_rules(catalogue, max_tasks, title))
         rules.append(
             f'root ::= "{{" space {_key("goal")} {goal} "," space {_key("tasks")} "[" space plan-typed-task-1 "]" space "}}" space'
@@ -323,6 +323,12 @@ def _steps_rules(max_tasks: int, any_count_tasks: str) -> list[str]:
 # task just written gives. Task k, when its deps end with t(k-1), may only use a tool that
 # accepts that; deps to older tasks are not checked (the grammar would have to remember every
 # earlier task's type, and a chain's link is nearly always to the task just before).
+
+
+def _typed_links_apply(catalogue: ToolCatalogue, typed_links: bool, count_steps: bool) -> bool:
+    """Whether a grammar asked for with `typed_links` gets the typed rules: only over tools that
+    declare types, and not together with count_steps' rules."""
+    return typed_links and not count_steps and catalogue.typed()
 
 
 def _typed_deps_rules(k: int) -> list[str]:

@@ -93,11 +93,8 @@ def io_types_note(entry: dict[str, Any]) -> str:
     TaskBench's own prompts show the types; a description alone does not say it."""
     parts = []
     for key, label in (("input-type", "Input"), ("output-type", "Output")):
-        value = entry.get(key)
-        if isinstance(value, str):
-            value = [value]
-        if isinstance(value, list) and value:
-            parts.append(f"{label}: {', '.join(str(v).lower() for v in value)}.")
+        if types := _type_list(entry, key):
+            parts.append(f"{label}: {', '.join(types)}.")
     return " ".join(parts)
 
 
