@@ -223,6 +223,10 @@ def test_install_list_check_and_switch_by_name(tmp_path, adapters, monkeypatch, 
     manifest = json.loads((tmp_path / "installed" / "agenix-echo-test" / "manifest.json").read_text())
     assert manifest["rank"] == 8 and manifest["alpha"] == 16 and len(manifest["base_sha256"]) == 64
     assert manifest["dataset_sha256"] and manifest["eval"]["node_f1"] == 43.8
+    # A scale outside (0, 4] is refused before anything is converted.
+    assert main(["-C", str(tmp_path), "adapters", "install", str(peft_a), "--base", "bundled:smollm2",
+                 "--name", "agenix-echo-bad", "--scale", "0"]) == 2
+    assert "--scale 0" in capsys.readouterr().err and not (tmp_path / "installed" / "agenix-echo-bad").exists()
     # Installing over it again is refused unless --force.
     assert main(["-C", str(tmp_path), "adapters", "install", str(peft_a), "--base", "echo", "--name", "agenix-echo-test"]) == 2
     capsys.readouterr()
@@ -260,16 +264,17 @@ def test_install_list_check_and_switch_by_name(tmp_path, adapters, monkeypatch, 
     shutil.copytree(peft_a, peft_mix)
     (peft_mix / "training_config.json").write_text(json.dumps({"mix_data_sha256": "ab" * 32}))
     assert main(["-C", str(tmp_path), "adapters", "install", str(peft_mix), "--base", "bundled:smollm2",
-                 "--name", "agenix-echo-auto", "--default-for", "echo", "--prompt-style", "compact",
+                 "--name", "agenix-echo-auto", "--default-for", "echo", "--prompt-style", "compact", "--scale", "1.2",
                  "--training-command", "scripts/train_and_convert.sh --name agenix-echo-auto"]) == 0
     manifest = json.loads((tmp_path / "installed" / "agenix-echo-auto" / "manifest.json").read_text())
-    assert manifest["default_for"] == ["echo"] and manifest["prompt_style"] == "compact"
+    assert manifest["default_for"] == ["echo"] and manifest["prompt_style"] == "compact" and manifest["scale"] == 1.2
     assert manifest["mix_sha256"] == "ab" * 32
     assert manifest["training_command"] == "scripts/train_and_convert.sh --name agenix-echo-auto"
     assert manifest["base_size_bytes"] == tiny_model_path.stat().st_size
     pool = _pool(tmp_path)  # roles.echo.adapter = "auto", the default
     try:
         assert pool.engine("echo").info().adapter == "agenix-echo-auto"
+        assert pool.engine("echo").adapter_scale == 1.2  # roles.echo.adapter_scale unset: the manifest's
         assert pool.engine("delta").info().adapter is None  # nothing is installed as Delta's default here
     finally:
         pool.close()

@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 
 from agx.config import load_config
-from agx.runtime.adapters import (adapter_prompt_style, adapters_dir, check_adapter_against_base, file_sha256,
-                                  read_manifest, role_adapter, shipped_adapter_for)
+from agx.runtime.adapters import (adapter_prompt_style, adapter_scale_for, adapters_dir, check_adapter_against_base,
+                                  file_sha256, read_manifest, role_adapter, shipped_adapter_for, switch_role_adapter,
+                                  write_manifest)
 from agx.runtime.bundled import bundled_model_path
 from agx.runtime.gguf_info import read_gguf_info
 from agx.runtime.pool import EnginePool
@@ -112,6 +113,46 @@ def test_the_plan_only_adapter_is_applied_to_plans_alone(tmp_path):
         pool.close()
 
 
+def test_it_runs_at_its_manifest_scale_unless_the_role_sets_one(tmp_path):
+    """The manifest's "scale" (1.15: its plans score best there, README) is what agx applies when
+    roles.delta.adapter_scale is unset; a set value wins; an adapter whose manifest has no usable
+    scale runs at 1.0."""
+    from agx.runtime.engine import ChatRequest
+
+    gguf = SHIPPED / "adapter.gguf"
+    assert read_manifest(SHIPPED)["scale"] == 1.15
+    assert adapter_scale_for(gguf, None) == 1.15 and adapter_scale_for(gguf, 1.0) == 1.0
+    own = tmp_path / "adapters" / "mine"
+    own.mkdir(parents=True)
+    (own / "adapter.gguf").write_bytes(b"")
+    for value in (None, True, "1.3", -1, 0):  # absent, or not a positive number: 1.0
+        write_manifest(own, {} if value is None else {"scale": value})
+        assert adapter_scale_for(own / "adapter.gguf", None) == 1.0, value
+    assert adapter_scale_for(tmp_path / "loose.gguf", None) == 1.0  # no manifest beside a loose file
+
+    plan = ChatRequest(messages=[{"role": "user", "content": "Say hi"}], max_tokens=1, temperature=0.0, purpose="plan")
+    pool = EnginePool(_config(tmp_path), tmp_path)
+    try:
+        delta = pool.engine("delta")
+        delta.complete(plan)
+        assert delta.model.active_adapter == (str(gguf), 1.15)
+        switch_role_adapter(pool, "delta", "none")
+        assert delta.adapter_path is None
+        switch_role_adapter(pool, "delta", "auto")  # back on: at its manifest's scale again
+        delta.complete(plan)
+        assert delta.model.active_adapter == (str(gguf), 1.15)
+    finally:
+        pool.close()
+    set_one = load_config(tmp_path, use_user_file=False, overrides=["roles.delta.adapter_scale=1.0"]).config
+    pool = EnginePool(set_one, tmp_path)
+    try:
+        delta = pool.engine("delta")
+        delta.complete(plan)
+        assert delta.model.active_adapter == (str(gguf), 1.0)
+    finally:
+        pool.close()
+
+
 def test_doctor_says_the_adapter_is_on_and_its_base_matches(tmp_path):
     env = {**os.environ, "AGX_SKIP_BUILD_CHECK": "1"}
     out = subprocess.run([sys.executable, "-m", "agx", "doctor"], cwd=tmp_path, env=env,
@@ -119,6 +160,7 @@ def test_doctor_says_the_adapter_is_on_and_its_base_matches(tmp_path):
     delta = out.stdout.split("[delta]", 1)[1]
     line = next(ln for ln in delta.splitlines() if ln.strip().startswith("adapter:"))
     assert "agenix-delta-smollm2" in line and "base sha256 matches" in line and "on by default" in line
+    assert "scale 1.15 (its manifest)" in line
     off = subprocess.run([sys.executable, "-m", "agx", "--set", "roles.delta.adapter=none", "doctor"], cwd=tmp_path,
                          env=env, capture_output=True, text=True, timeout=300)
     assert 'adapter: none (off: roles.delta.adapter = "none")' in off.stdout.split("[delta]", 1)[1]

@@ -30,6 +30,9 @@ def test_eval_plans_writes_results_and_prints_table(tmp_path, capsys):
         assert r["node_f1"] == 0.0 and r["pred_nodes"] == []
     summary = json.loads(out.with_suffix(".summary.json").read_text())
     assert summary["samples"] == 1
+    # Delta's default on the bundled model: the shipped adapter, at the scale its manifest gives.
+    assert summary["adapter"] == "agenix-delta-smollm2" and summary["adapter_scale"] == 1.15
+    assert summary["label"].endswith("+ agenix-delta-smollm2 @ 1.15")
     text = capsys.readouterr().out
     assert "nodeF1" in text and "per-sample results" in text
 

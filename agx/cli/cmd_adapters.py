@@ -51,6 +51,9 @@ def register(sub) -> None:
                      "then holds its plans to at least one task per step it numbers)")
     ins.add_argument("--purpose", choices=["plan"],
                      help="what it was trained for: 'plan' = applied to Delta's plans only, never to code or answers")
+    ins.add_argument("--scale", type=float, metavar="S",
+                     help="the LoRA scale it was measured best at; a role whose adapter_scale is unset applies it "
+                     "at S (default: 1.0)")
     ins.add_argument("--training-command", metavar="CMD",
                      help="the command that trained it, recorded in the manifest so the adapter can be reproduced")
     ins.set_defaults(func=run_install)
@@ -184,6 +187,8 @@ def run_install(ctx: CliContext) -> int:
     from agx.training.adapter_install import install_adapter
 
     a = ctx.args
+    if a.scale is not None and not 0 < a.scale <= 4:
+        raise CliError(f"--scale {a.scale:g}: give a LoRA scale above 0 and at most 4", EXIT_USAGE)
     base = _base_path(ctx, a.base)
     metrics = None
     if a.metrics:
@@ -199,7 +204,8 @@ def run_install(ctx: CliContext) -> int:
         _path_arg(ctx, a.peft_dir), base, a.name, ctx.config, outtype=a.outtype, dataset=dataset,
         metrics=metrics, force=a.force,
         extra={k: v for k, v in (("default_for", a.default_for), ("prompt_style", a.prompt_style),
-                                 ("goal_style", a.goal_style), ("purpose", a.purpose), ("training_command", a.training_command)) if v},
+                                 ("goal_style", a.goal_style), ("purpose", a.purpose), ("scale", a.scale),
+                                 ("training_command", a.training_command)) if v},
     ))
     _print_result(result, result.out_path)
     print(f"installed {a.name} in {folder}; select it with: --set roles.<role>.adapter={a.name}  (or in agx.toml)")

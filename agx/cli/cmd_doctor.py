@@ -104,8 +104,8 @@ def run(ctx: CliContext) -> int:
 def _adapter_report(ctx: CliContext, role: str, rc, base_path) -> tuple[bool, str]:
     """One line on the role's LoRA adapter: which, why (auto or named), whether it fits this
     base (the manifest's base sha256 against the file, then the tensor shapes)."""
-    from agx.runtime.adapters import (ADAPTER_AUTO, ADAPTER_FILE, ADAPTER_OFF, check_adapter_against_base,
-                                      file_sha256, read_manifest, role_adapter)
+    from agx.runtime.adapters import (ADAPTER_AUTO, ADAPTER_FILE, ADAPTER_OFF, adapter_scale_for,
+                                      check_adapter_against_base, file_sha256, read_manifest, role_adapter)
     from agx.runtime.engine import EngineError
     from agx.runtime.gguf_info import GGUFError, human_bytes, read_gguf_info
 
@@ -136,6 +136,10 @@ def _adapter_report(ctx: CliContext, role: str, rc, base_path) -> tuple[bool, st
         facts.append(f"rank {manifest['rank']}")
     if expected:
         facts.append("base sha256 matches")
+    scale = adapter_scale_for(path, rc.adapter_scale)
+    if scale != 1.0:
+        source = f"roles.{role}.adapter_scale" if rc.adapter_scale is not None else "its manifest"
+        facts.append(f"scale {scale:g} ({source})")
     if style and rc.prompt_style == "auto":
         facts.append(f"{style} planning prompt")
     return True, f"{name} ({', '.join(facts)}) — {how}"

@@ -74,7 +74,10 @@ def run_plans(ctx: CliContext) -> int:
     engine = ctx.pool.engine(args.role)
     engine.wait_loaded()
     info = engine.info()
-    label = args.label or f"{Path(info.model).name}" + (f" + {info.adapter}" if info.adapter else "")
+    # The scale the adapter runs at (role setting, else its manifest's): results differ by it.
+    scale = getattr(engine, "adapter_scale", None) if info.adapter else None
+    label = args.label or f"{Path(info.model).name}" + (f" + {info.adapter}" if info.adapter else "") + (
+        f" @ {scale:g}" if scale not in (None, 1.0) else "")
     out = Path(args.out) if args.out else ctx.base_dir / ".agx" / "eval" / f"{dataset.stem}-{time.strftime('%Y%m%d-%H%M%S')}.jsonl"
     if not out.is_absolute():
         out = ctx.cwd / out
@@ -102,7 +105,8 @@ def run_plans(ctx: CliContext) -> int:
     write_jsonl(out, results)
     summary_path = out.with_suffix(".summary.json")
     greedy = summary.extra.pop("greedy", None)
-    record = {"dataset": str(dataset), "model": info.model, "adapter": info.adapter, "label": label, **summary.as_dict()}
+    record = {"dataset": str(dataset), "model": info.model, "adapter": info.adapter, "adapter_scale": scale,
+              "label": label, **summary.as_dict()}
     rows = [(label, summary)]
     if greedy is not None:
         record["greedy"] = greedy.as_dict()

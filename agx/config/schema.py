@@ -44,7 +44,9 @@ class RoleConfig(_Strict):
     # shipped for this role on this base model, if installed: agenix-delta-smollm2 for Delta
     # on the bundled model) or "none".
     adapter: str | None = "auto"
-    adapter_scale: float = 1.0
+    # How strongly the adapter is applied (llama.cpp scales its delta). Unset: the scale its
+    # manifest was measured at ("scale": agenix-delta-smollm2 plans best at 1.15), else 1.0.
+    adapter_scale: float | None = Field(None, ge=0)
     sampling: SamplingConfig = Field(default_factory=SamplingConfig)
     # In-process grammar-constrained output (plans): "fast" checks the model's own choice
     # against the grammar and applies the grammar to candidates only when it is refused;

@@ -114,6 +114,24 @@ def adapter_goal_style(path: str | Path | None) -> str | None:
     return _manifest_text(path, "goal_style")
 
 
+def adapter_scale_for(path: str | Path | None, configured: float | None) -> float:
+    """The scale an adapter runs at: the role's `adapter_scale` when set; else the scale its
+    manifest was measured at ("scale", e.g. 1.15 for agenix-delta-smollm2, whose plans score
+    best above 1); else 1.0. A user's own adapter without that field keeps 1.0."""
+    if configured is not None:
+        return float(configured)
+    if path is None or Path(path).name != ADAPTER_FILE:
+        return 1.0
+    try:
+        value = read_manifest(Path(path).parent).get("scale")
+    except EngineError:
+        return 1.0
+    # bool is an int: a manifest's `true` is not a scale.
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+        return float(value)
+    return 1.0
+
+
 def check_adapter_against_base(adapter_path: Path, base: GGUFInfo) -> None:
     """Raise EngineError explaining why this adapter cannot be applied to this base."""
     try:
@@ -330,10 +348,10 @@ def switch_role_adapter(pool, role: str, name_or_path: str | None, scale: float 
     engine = pool.engine(role)
     if not hasattr(engine, "set_adapter"):
         raise EngineError(f"roles.{role} runs on a remote server; its adapter is chosen there, not by agx")
-    if scale is None:
-        scale = pool.config.role(role).adapter_scale
     model = getattr(engine, "model", None)
     base = Path(model.settings.path) if model is not None else None
     path = role_adapter(role, name_or_path, base, pool.config, pool.repo_dir)
+    if scale is None:
+        scale = adapter_scale_for(path, pool.config.role(role).adapter_scale)
     engine.set_adapter(path, scale)
     return path

@@ -79,6 +79,8 @@ class LoadSettings:
 
     @classmethod
     def from_role(cls, role: RoleConfig, model_path: Path, adapter_path: Path | None) -> "LoadSettings":
+        from agx.runtime.adapters import adapter_scale_for
+
         return cls(
             path=str(Path(model_path).resolve()),
             n_ctx=role.n_ctx,
@@ -87,7 +89,7 @@ class LoadSettings:
             n_batch=role.n_batch,
             chat_format=role.chat_format,
             adapter_path=str(adapter_path) if adapter_path else None,
-            adapter_scale=role.adapter_scale if adapter_path else 1.0,
+            adapter_scale=adapter_scale_for(adapter_path, role.adapter_scale) if adapter_path else 1.0,
         )
 
 
