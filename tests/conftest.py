@@ -73,3 +73,36 @@ def git_repo(tmp_path) -> Path:
     _git(repo, "add", "-A")
     _git(repo, "commit", "-q", "-m", "initial")
     return repo
+
+
+@pytest.fixture(scope="session")
+def accepts(tiny_model_path):
+    """accepts(grammar, text): whether llama.cpp's grammar sampler lets every token of `text` through
+    (the bundled model's real vocabulary, fed token by token as decoding feeds it)."""
+    import math
+
+    import llama_cpp
+    import numpy as np
+    from llama_cpp import Llama
+
+    from agx.runtime.constrained import _TokenBuffer
+
+    llm = Llama(model_path=str(tiny_model_path), vocab_only=True, verbose=False)
+    vocab = llm._model.vocab
+
+    def check(grammar: str, text: str) -> bool:
+        sampler = llama_cpp.llama_sampler_init_grammar(vocab, grammar.encode(), b"root")
+        assert sampler, "llama.cpp could not parse the grammar"
+        one = _TokenBuffer(1)
+        try:
+            for token in llm.tokenize(text.encode(), add_bos=False, special=False):
+                one.fill(np.array([token], dtype=np.int32), np.array([0.0], dtype=np.float32))
+                llama_cpp.llama_sampler_apply(sampler, one.ref)
+                if math.isinf(float(one.data[0]["logit"])):
+                    return False
+                llama_cpp.llama_sampler_accept(sampler, token)
+            return True
+        finally:
+            llama_cpp.llama_sampler_free(sampler)
+
+    return check

@@ -7,7 +7,6 @@ vocabulary, llama.cpp's grammar sampler, a plan fed token by token."""
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import pytest
@@ -40,36 +39,6 @@ def _plan(*tasks: tuple[str, list[str]]) -> str:
     return canonical_plan_json({"goal": "g", "tasks": [
         {"id": f"t{k}", "title": f"step {k}", "deps": deps, "tool": tool, "args": {"inputs": ["x"]}}
         for k, (tool, deps) in enumerate(tasks, start=1)]})
-
-
-@pytest.fixture(scope="module")
-def accepts(tiny_model_path):
-    """accepts(grammar, text): whether llama.cpp's grammar sampler lets every token of `text` through."""
-    import llama_cpp
-    import numpy as np
-    from llama_cpp import Llama
-
-    from agx.runtime.constrained import _TokenBuffer
-
-    llm = Llama(model_path=str(tiny_model_path), vocab_only=True, verbose=False)
-    vocab = llm._model.vocab
-
-    def check(grammar: str, text: str) -> bool:
-        sampler = llama_cpp.llama_sampler_init_grammar(vocab, grammar.encode(), b"root")
-        assert sampler, "llama.cpp could not parse the grammar"
-        one = _TokenBuffer(1)
-        try:
-            for token in llm.tokenize(text.encode(), add_bos=False, special=False):
-                one.fill(np.array([token], dtype=np.int32), np.array([0.0], dtype=np.float32))
-                llama_cpp.llama_sampler_apply(sampler, one.ref)
-                if math.isinf(float(one.data[0]["logit"])):
-                    return False
-                llama_cpp.llama_sampler_accept(sampler, token)
-            return True
-        finally:
-            llama_cpp.llama_sampler_free(sampler)
-
-    return check
 
 
 def test_declared_types_are_loaded_lower_cased_and_written_back(tmp_path):

@@ -32,6 +32,7 @@ import threading
 from collections import OrderedDict
 from typing import Any
 
+from agx.planning.gbnf_rules import NO_PLACEHOLDER_CHAR, copy_with_swapped_rule, parse_rules
 from agx.planning.tools import ToolCatalogue
 
 # Grammar-side id pattern: a subset of plan.TASK_ID_PATTERN (which validation enforces).
@@ -242,24 +243,28 @@ def build_plan_gbnf(
     goal = conv.visit(_GOAL_SCHEMA, "goal")
     title = conv.visit(_TITLE_SCHEMA, "title")
     rules = []
-    variants = []
+    args_rules = []
     for i, spec in enumerate(catalogue):
         schema = conv.resolve_refs(bounded_schema(spec.args_schema or {"type": "object"}, max_string=max_arg_chars), f"tool{i}")
-        args = conv.visit(schema, f"args{i}")
-        variants.append(f"plan-tool-{i}")
-        rules.append(f'plan-tool-{i} ::= {_key("tool")} {_literal(json.dumps(spec.name))} "," space {_key("args")} {args}')
-    rules.append(f"plan-tool ::= {' | '.join(variants)}")
+        args_rules.append(conv.visit(schema, f"args{i}"))
+    converted = conv.format_grammar()
+    first_args = _first_task_args(converted, args_rules, rules)
+    for prefix, args_of in (("plan-tool", args_rules), ("plan-first-tool", first_args)):
+        for i, spec in enumerate(catalogue):
+            rules.append(f'{prefix}-{i} ::= {_key("tool")} {_literal(json.dumps(spec.name))} "," space {_key("args")} {args_of[i]}')
+        rules.append(f"{prefix} ::= {' | '.join(f'{prefix}-{i}' for i in range(len(catalogue)))}")
     if _typed_links_apply(catalogue, typed_links, count_steps):
         rules.extend(_typed_task_rules(catalogue, max_tasks, title))
         rules.append(
             f'root ::= "{{" space {_key("goal")} {goal} "," space {_key("tasks")} "[" space plan-typed-task-1 "]" space "}}" space'
         )
-        return conv.format_grammar() + "\n" + "\n".join(rules) + "\n"
+        return converted + "\n" + "\n".join(rules) + "\n"
     for k in range(1, max_tasks + 1):
         rules.extend(_deps_rules(k))
         rules.append(
             f'plan-task-{k} ::= "{{" space {_key("id")} {_literal(json.dumps(f"t{k}"))} "," space '
-            f'{_key("title")} {title} "," space {_key("deps")} plan-deps-{k} "," space plan-tool "}}" space'
+            f'{_key("title")} {title} "," space {_key("deps")} plan-deps-{k} "," space '
+            f'{"plan-first-tool" if k == 1 else "plan-tool"} "}}" space'
         )
     tasks = "plan-task-1"
     for k in range(max_tasks, 1, -1):
@@ -272,7 +277,20 @@ def build_plan_gbnf(
         rules.append(
             f'root ::= "{{" space {_key("goal")} {goal} "," space {_key("tasks")} "[" space {tasks} "]" space "}}" space'
         )
-    return conv.format_grammar() + "\n" + "\n".join(rules) + "\n"
+    return converted + "\n" + "\n".join(rules) + "\n"
+
+
+def _first_task_args(converted: str, args_rules: list[str], rules: list[str]) -> list[str]:
+    """The argument rules of the first task: the tools' own, with strings that can not hold a
+    `${ID}` placeholder. Task 1 has no deps (the grammar gives it none), so any placeholder in
+    its arguments makes the plan invalid — measured: all 13 invalid plans of the shipped adapter
+    over TaskBench's held-out split and its renamed catalogue (scale 1.15) were `t1` quoting
+    `${t1}`. Appends the copied rules to `rules`; returns the rule name to use per tool."""
+    copies, renamed = copy_with_swapped_rule(parse_rules(converted), args_rules, "char", "char1", "first-")
+    # `char1`: short, as it is spelled up to 1000 times in each string rule
+    rules.append(f"char1 ::= {NO_PLACEHOLDER_CHAR}")
+    rules.extend(f"{name} ::= {body}" for name, body in copies.items())
+    return [renamed[a] for a in args_rules]
 
 
 # -- one task per numbered step ------------------------------------------------------------
@@ -357,19 +375,21 @@ def _typed_task_rules(catalogue: ToolCatalogue, max_tasks: int, title: str) -> l
     state = {g: f"g{n}" for n, g in enumerate(gives)}
     rules: list[str] = []
 
-    def tools_rule(accepting: tuple[str, ...] | None, out: tuple[str, ...]) -> str | None:
-        """Name of a rule: the tools that give `out` and accept `accepting` (None: any)."""
+    def tools_rule(accepting: tuple[str, ...] | None, out: tuple[str, ...], tool: str = "plan-tool") -> str | None:
+        """Name of a rule: the tools that give `out` and accept `accepting` (None: any), as
+        rules `tool`-i (the first task's: plan-first-tool-i)."""
         picked = [i for i, s in enumerate(specs) if s.output_types == out and (accepting is None or s.accepts(accepting))]
         if not picked:
             return None
-        name = f"plan-ttools-{'any' if accepting is None else state[accepting]}-{state[out]}"
-        rules.append(f"{name} ::= {' | '.join(f'plan-tool-{i}' for i in picked)}")
+        name = f"{tool.replace('plan-', 'plan-t', 1)}s-{'any' if accepting is None else state[accepting]}-{state[out]}"
+        rules.append(f"{name} ::= {' | '.join(f'{tool}-{i}' for i in picked)}")
         return name
 
     by_input: dict[str, list[tuple[str, str]]] = {}
     for accepting in [None, *gives]:
         key = "any" if accepting is None else state[accepting]
         by_input[key] = [(r, state[out]) for out in gives if (r := tools_rule(accepting, out)) is not None]
+    by_input["first"] = [(r, state[out]) for out in gives if (r := tools_rule(None, out, "plan-first-tool")) is not None]
 
     def tool_then_rest(k: int, key: str) -> str:
         return " | ".join(f'{r} "}}" space plan-typed-after-{k}-{g}' for r, g in by_input[key])
@@ -381,7 +401,7 @@ def _typed_task_rules(catalogue: ToolCatalogue, max_tasks: int, title: str) -> l
             rules.append(f"plan-typed-after-{k}-{g} ::= {more}")
         head = f'"{{" space {_key("id")} {_literal(json.dumps(f"t{k}"))} "," space {_key("title")} {title} "," space {_key("deps")}'
         if k == 1:
-            rules.append(f'plan-typed-task-1 ::= {head} plan-tdeps-1-other "," space ({tool_then_rest(1, "any")})')
+            rules.append(f'plan-typed-task-1 ::= {head} plan-tdeps-1-other "," space ({tool_then_rest(1, "first")})')
             continue
         for g in state.values():
             branches = [f'plan-tdeps-{k}-other "," space ({tool_then_rest(k, "any")})']

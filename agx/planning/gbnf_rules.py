@@ -1,0 +1,114 @@
+"""Rewriting llama.cpp GBNF rule sets: copies of a rule subtree with one rule swapped.
+
+The plan grammar needs one variant of every tool's argument rules in which a string can not
+hold a `${ID}` placeholder (schema_grammar: the first task has no deps, so a placeholder in its
+arguments is always invalid — the bundled model's most common invalid plan, `t1` quoting
+`${t1}`). llama-cpp-python's SchemaConverter writes those rules once, all over one `char`
+rule; rather than a second converter, the subtree above `char` is copied under a prefix with
+`char` swapped for a stricter rule.
+
+Works on the text `SchemaConverter.format_grammar()` writes: one `name ::= body` per line.
+"""
+
+from __future__ import annotations
+
+import re
+
+_NAME = re.compile(r"[A-Za-z][A-Za-z0-9-]*")
+
+# A JSON string character (as SchemaConverter's `char`) that never starts a placeholder: a `$`
+# may not be followed by `{` and a letter (plan.PLACEHOLDER_RE). A `$` takes its next
+# character with it, so a string can not end in `$` or hold `$$`: a small loss in a first
+# task's arguments only. Validation reads decoded strings, so the escape `\u0024` is refused too.
+_HEX = "[0-9a-fA-F]"
+# \uXXXX for any XXXX but 0024 (GBNF has no "except": the four digits spelled out by prefix)
+_NOT_DOLLAR_ESCAPE = (f'"u" ([1-9a-fA-F] {_HEX} {_HEX} {_HEX} | "0" [1-9a-fA-F] {_HEX} {_HEX} '
+                      f'| "00" [013-9a-fA-F] {_HEX} | "002" [0-35-9a-fA-F])')
+NO_PLACEHOLDER_CHAR = (
+    r'[^"\\$] | "\\" (["\\/bfnrt] | ' + _NOT_DOLLAR_ESCAPE + ') '
+    r'| "$" ([^"\\{$] | "{" [^"\\A-Za-z])'
+)
+
+
+def parse_rules(text: str) -> dict[str, str]:
+    """`name ::= body` lines as {name: body}, in order (blank and comment lines skipped)."""
+    rules: dict[str, str] = {}
+    for line in text.splitlines():
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        name, sep, body = line.partition("::=")
+        if not sep:
+            raise ValueError(f"not a GBNF rule line: {line[:80]!r}")
+        rules[name.strip()] = body.strip()
+    return rules
+
+
+def _spans(body: str):
+    """(start, end) of each rule reference in a rule body: names outside string literals,
+    character classes and {m,n} repetition counts."""
+    i, n = 0, len(body)
+    while i < n:
+        c = body[i]
+        if c in '"[':
+            close = '"' if c == '"' else "]"
+            i += 1
+            while i < n and body[i] != close:
+                i += 2 if body[i] == "\\" else 1
+            i += 1
+        elif c == "{":
+            i = body.index("}", i) + 1
+        elif m := _NAME.match(body, i):
+            yield m.start(), m.end()
+            i = m.end()
+        else:
+            i += 1
+
+
+def rule_refs(body: str) -> set[str]:
+    """The names of the rules a body refers to."""
+    return {body[a:b] for a, b in _spans(body)}
+
+
+def rename_refs(body: str, mapping: dict[str, str]) -> str:
+    """`body` with each reference to a rule in `mapping` renamed."""
+    out, last = [], 0
+    for a, b in _spans(body):
+        name = body[a:b]
+        if name in mapping:
+            out += [body[last:a], mapping[name]]
+            last = b
+    out.append(body[last:])
+    return "".join(out)
+
+
+def copy_with_swapped_rule(rules: dict[str, str], roots: list[str], old: str, new: str, prefix: str) -> tuple[dict[str, str], dict[str, str]]:
+    """Copies of the rules under `roots` that reach rule `old`, under names `prefix + name`,
+    with `old` replaced by rule `new` in them. Rules that do not reach `old` are shared, not
+    copied. Returns ({copy's name: body}, {original name: name to use now}) — a root that
+    does not reach `old` maps to itself."""
+    reaches: dict[str, bool] = {}
+
+    def reaches_old(name: str, path: frozenset[str] = frozenset()) -> bool:
+        if name == old:
+            return True
+        if name not in reaches:
+            if name in path or name not in rules:  # recursion (JSON values) or a literal-only name
+                return False
+            # every ref, not any(): each one that reaches `old` must be recorded to be copied
+            reaches[name] = any([reaches_old(r, path | {name}) for r in sorted(rule_refs(rules[name]))])
+        return reaches[name]
+
+    for root in roots:
+        reaches_old(root)
+    # Recursive rules (nested JSON values) may be left out of `reaches` by the cycle guard
+    # above while one of their members does reach `old`; a fixed point settles them.
+    changed = True
+    while changed:
+        changed = False
+        for name in list(reaches):
+            if not reaches[name] and any(r == old or reaches.get(r) for r in rule_refs(rules[name])):
+                reaches[name] = changed = True
+    mapping = {name: prefix + name for name, hit in reaches.items() if hit}
+    mapping[old] = new
+    copies = {prefix + name: rename_refs(rules[name], mapping) for name, hit in reaches.items() if hit}
+    return copies, {root: mapping.get(root, root) for root in roots}
