@@ -14,19 +14,19 @@ from __future__ import annotations
 
 import re
 
-_NAME = re.compile(r"[A-Za-z][A-Za-z0-9-]*")
-
 # A JSON string character (as SchemaConverter's `char`) that never starts a placeholder: a `$`
-# may not be followed by `{` and a letter (plan.PLACEHOLDER_RE). A `$` takes its next
-# character with it, so a string can not end in `$` or hold `$$`: a small loss in a first
-# task's arguments only. Validation reads decoded strings, so the escape `\u0024` is refused too.
+# may not be followed by `{` and a letter (plan.PLACEHOLDER_RE). A `$` takes the next one or two
+# characters with it, never another `$` (else `${${t1}` gets through: `${$` as one unit, then
+# `{t1}`; the shipped adapter wrote exactly that), so every `$` starts a unit that is checked.
+# Hence a string can not end in `$` or hold `$$`: a small loss in a first task's arguments
+# only. Validation reads decoded strings, so the escape `\u0024` is refused too.
 _HEX = "[0-9a-fA-F]"
 # \uXXXX for any XXXX but 0024 (GBNF has no "except": the four digits spelled out by prefix)
 _NOT_DOLLAR_ESCAPE = (f'"u" ([1-9a-fA-F] {_HEX} {_HEX} {_HEX} | "0" [1-9a-fA-F] {_HEX} {_HEX} '
                       f'| "00" [013-9a-fA-F] {_HEX} | "002" [0-35-9a-fA-F])')
 NO_PLACEHOLDER_CHAR = (
     r'[^"\\$] | "\\" (["\\/bfnrt] | ' + _NOT_DOLLAR_ESCAPE + ') '
-    r'| "$" ([^"\\{$] | "{" [^"\\A-Za-z])'
+    r'| "$" ([^"\\{$] | "{" [^"\\A-Za-z$])'
 )
 
 
@@ -43,25 +43,16 @@ def parse_rules(text: str) -> dict[str, str]:
     return rules
 
 
+# In a rule body: a string literal, a character class, a {m,n} count, or a rule name (group 1).
+_TOKEN = re.compile(r'"(?:\\.|[^"\\])*"|\[(?:\\.|[^\]\\])*\]|\{[^}]*\}|([A-Za-z][A-Za-z0-9-]*)')
+
+
 def _spans(body: str):
     """(start, end) of each rule reference in a rule body: names outside string literals,
     character classes and {m,n} repetition counts."""
-    i, n = 0, len(body)
-    while i < n:
-        c = body[i]
-        if c in '"[':
-            close = '"' if c == '"' else "]"
-            i += 1
-            while i < n and body[i] != close:
-                i += 2 if body[i] == "\\" else 1
-            i += 1
-        elif c == "{":
-            i = body.index("}", i) + 1
-        elif m := _NAME.match(body, i):
-            yield m.start(), m.end()
-            i = m.end()
-        else:
-            i += 1
+    for m in _TOKEN.finditer(body):
+        if m.group(1):
+            yield m.start(1), m.end(1)
 
 
 def rule_refs(body: str) -> set[str]:
@@ -112,3 +103,22 @@ def copy_with_swapped_rule(rules: dict[str, str], roots: list[str], old: str, ne
     mapping[old] = new
     copies = {prefix + name: rename_refs(rules[name], mapping) for name, hit in reaches.items() if hit}
     return copies, {root: mapping.get(root, root) for root in roots}
+
+
+def merge_identical(rules: dict[str, str], roots: dict[str, str]) -> tuple[dict[str, str], dict[str, str]]:
+    """`rules` with rules whose bodies are identical merged into the first of them (repeated
+    until no two are alike: merging children can make parents alike), and `roots` (any name ->
+    rule name) renamed to match. The first task's argument copies are mostly one string rule
+    per tool argument, alike across tools: merged, TaskBench's 40 `inputs` strings are one."""
+    while True:
+        first: dict[str, str] = {}
+        alias = {}
+        for name, body in rules.items():
+            if body in first:
+                alias[name] = first[body]
+            else:
+                first[body] = name
+        if not alias:
+            return rules, roots
+        rules = {name: rename_refs(body, alias) for name, body in rules.items() if name not in alias}
+        roots = {k: alias.get(v, v) for k, v in roots.items()}

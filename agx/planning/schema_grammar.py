@@ -32,7 +32,7 @@ import threading
 from collections import OrderedDict
 from typing import Any
 
-from agx.planning.gbnf_rules import NO_PLACEHOLDER_CHAR, copy_with_swapped_rule, parse_rules
+from agx.planning.gbnf_rules import NO_PLACEHOLDER_CHAR, copy_with_swapped_rule, merge_identical, parse_rules
 from agx.planning.tools import ToolCatalogue
 
 # Grammar-side id pattern: a subset of plan.TASK_ID_PATTERN (which validation enforces).
@@ -286,7 +286,7 @@ def _first_task_args(converted: str, args_rules: list[str], rules: list[str]) ->
     its arguments makes the plan invalid — measured: all 13 invalid plans of the shipped adapter
     over TaskBench's held-out split and its renamed catalogue (scale 1.15) were `t1` quoting
     `${t1}`. Appends the copied rules to `rules`; returns the rule name to use per tool."""
-    copies, renamed = copy_with_swapped_rule(parse_rules(converted), args_rules, "char", "char1", "first-")
+    copies, renamed = merge_identical(*copy_with_swapped_rule(parse_rules(converted), args_rules, "char", "char1", "first-"))
     # `char1`: short, as it is spelled up to 1000 times in each string rule
     rules.append(f"char1 ::= {NO_PLACEHOLDER_CHAR}")
     rules.extend(f"{name} ::= {body}" for name, body in copies.items())
