@@ -375,13 +375,15 @@ def _typed_task_rules(catalogue: ToolCatalogue, max_tasks: int, title: str) -> l
     state = {g: f"g{n}" for n, g in enumerate(gives)}
     rules: list[str] = []
 
-    def tools_rule(accepting: tuple[str, ...] | None, out: tuple[str, ...], tool: str = "plan-tool") -> str | None:
-        """Name of a rule: the tools that give `out` and accept `accepting` (None: any), as
-        rules `tool`-i (the first task's: plan-first-tool-i)."""
+    def tools_rule(accepting: tuple[str, ...] | None, out: tuple[str, ...], first: bool = False) -> str | None:
+        """Name of a rule: the tools that give `out` and accept `accepting` (None: any); `first`:
+        with the first task's argument rules (plan-first-tool-i)."""
         picked = [i for i, s in enumerate(specs) if s.output_types == out and (accepting is None or s.accepts(accepting))]
         if not picked:
             return None
-        name = f"{tool.replace('plan-', 'plan-t', 1)}s-{'any' if accepting is None else state[accepting]}-{state[out]}"
+        key = "first" if first else "any" if accepting is None else state[accepting]
+        tool = "plan-first-tool" if first else "plan-tool"
+        name = f"plan-ttools-{key}-{state[out]}"
         rules.append(f"{name} ::= {' | '.join(f'{tool}-{i}' for i in picked)}")
         return name
 
@@ -389,7 +391,7 @@ def _typed_task_rules(catalogue: ToolCatalogue, max_tasks: int, title: str) -> l
     for accepting in [None, *gives]:
         key = "any" if accepting is None else state[accepting]
         by_input[key] = [(r, state[out]) for out in gives if (r := tools_rule(accepting, out)) is not None]
-    by_input["first"] = [(r, state[out]) for out in gives if (r := tools_rule(None, out, "plan-first-tool")) is not None]
+    by_input["first"] = [(r, state[out]) for out in gives if (r := tools_rule(None, out, first=True)) is not None]
 
     def tool_then_rest(k: int, key: str) -> str:
         return " | ".join(f'{r} "}}" space plan-typed-after-{k}-{g}' for r, g in by_input[key])
