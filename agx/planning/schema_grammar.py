@@ -17,7 +17,9 @@ and `tool`+`args` stay adjacent, so the tool/args pairing is one rule per tool.
   always fit the chosen tool.
 - `plan_gbnf` (in-process llama.cpp): the same, plus what a JSON schema cannot say: task k has
   id "tk" and may only depend on t1..t(k-1). Ids are then unique and the graph is acyclic by
-  construction; validation still runs (placeholders, hand-written plans, remote backends).
+  construction; and task 1, which can have no deps, gets argument strings that cannot hold a
+  `${ID}` placeholder (`_first_task_args`). Validation still runs (placeholders in later tasks,
+  hand-written plans, remote backends).
 
 llama.cpp's converter (llama_cpp.llama_grammar) supports `pattern` only anchored (^...$) and
 ignores maxLength when a pattern is present, so ids are bounded by the pattern's `{0,N}`.
