@@ -77,31 +77,23 @@ def copy_with_swapped_rule(rules: dict[str, str], roots: list[str], old: str, ne
     with `old` replaced by rule `new` in them. Rules that do not reach `old` are shared, not
     copied. Returns ({copy's name: body}, {original name: name to use now}) — a root that
     does not reach `old` maps to itself."""
-    reaches: dict[str, bool] = {}
-
-    def reaches_old(name: str, path: frozenset[str] = frozenset()) -> bool:
-        if name == old:
-            return True
-        if name not in reaches:
-            if name in path or name not in rules:  # recursion (JSON values) or a literal-only name
-                return False
-            # every ref, not any(): each one that reaches `old` must be recorded to be copied
-            reaches[name] = any([reaches_old(r, path | {name}) for r in sorted(rule_refs(rules[name]))])
-        return reaches[name]
-
-    for root in roots:
-        reaches_old(root)
-    # Recursive rules (nested JSON values) may be left out of `reaches` by the cycle guard
-    # above while one of their members does reach `old`; a fixed point settles them.
-    changed = True
-    while changed:
-        changed = False
-        for name in list(reaches):
-            if not reaches[name] and any(r == old or reaches.get(r) for r in rule_refs(rules[name])):
-                reaches[name] = changed = True
-    mapping = {name: prefix + name for name, hit in reaches.items() if hit}
+    refs = {name: rule_refs(body) for name, body in rules.items()}  # scanned once
+    reaching = {old}  # rules from which `old` can be reached: grown to a fixed point (cycles too)
+    grew = True
+    while grew:
+        before = len(reaching)
+        reaching |= {name for name, r in refs.items() if name not in reaching and r & reaching}
+        grew = len(reaching) > before
+    below: dict[str, None] = {}  # what the roots use that reaches `old`, in the order first met
+    todo = list(roots)
+    while todo:
+        name = todo.pop()
+        if name in reaching and name != old and name not in below:
+            below[name] = None
+            todo.extend(sorted(refs[name], reverse=True))
+    mapping = {name: prefix + name for name in below}
     mapping[old] = new
-    copies = {prefix + name: rename_refs(rules[name], mapping) for name, hit in reaches.items() if hit}
+    copies = {prefix + name: rename_refs(rules[name], mapping) for name in below}
     return copies, {root: mapping.get(root, root) for root in roots}
 
 

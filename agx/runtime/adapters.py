@@ -84,15 +84,20 @@ def role_adapter(role: str, spec: str | None, base_path: Path | None, config: Ag
     return resolve_adapter(spec, config, repo_dir)
 
 
-def _manifest_text(path: str | Path | None, key: str) -> str | None:
-    """A text field of an installed adapter's manifest (adapters/NAME/adapter.gguf); None for
+def _manifest_field(path: str | Path | None, key: str):
+    """A field of an installed adapter's manifest (adapters/NAME/adapter.gguf); None for
     another file, an unreadable manifest or a field it does not have."""
     if not path or Path(path).name != ADAPTER_FILE:
         return None
     try:
-        value = read_manifest(Path(path).parent).get(key)
+        return read_manifest(Path(path).parent).get(key)
     except EngineError:
         return None
+
+
+def _manifest_text(path: str | Path | None, key: str) -> str | None:
+    """A text field of an installed adapter's manifest; None where `_manifest_field` is, or not text."""
+    value = _manifest_field(path, key)
     return value if isinstance(value, str) else None
 
 
@@ -120,12 +125,7 @@ def adapter_scale_for(path: str | Path | None, configured: float | None) -> floa
     best above 1); else 1.0. A user's own adapter without that field keeps 1.0."""
     if configured is not None:
         return float(configured)
-    if path is None or Path(path).name != ADAPTER_FILE:
-        return 1.0
-    try:
-        value = read_manifest(Path(path).parent).get("scale")
-    except EngineError:
-        return 1.0
+    value = _manifest_field(path, "scale")
     # bool is an int: a manifest's `true` is not a scale.
     if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
         return float(value)
