@@ -68,6 +68,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--limit", type=int, default=None, help="use only the first N training records")
     p.add_argument("--group-by-length", action="store_true",
                    help="batch conversations of similar length together (less padding at --batch-size > 1)")
+    p.add_argument("--init-adapter", default=None,
+                   help="continue training this adapter: a PEFT folder, or a GGUF LoRA agx converted (e.g. "
+                        "adapters/agenix-delta-smollm2/adapter.gguf, needs a .gguf --base); its rank, alpha "
+                        "and targets replace --rank/--alpha/--targets")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -146,6 +150,36 @@ def _mix_sha256(data: str) -> str | None:
         return json.loads(manifest.read_text(encoding="utf-8")).get("data_sha256")
     except (OSError, ValueError):
         return None
+
+
+def load_init_adapter(model, args, model_dir: str, gguf_file: str | None, out: Path):
+    """Wrap `model` in the PEFT adapter to continue from, trainable, with this run's dropout.
+
+    A GGUF adapter is first turned back into a PEFT folder (agx.training.gguf_to_peft) beside
+    the output, so the shipped adapter, which exists only as GGUF, can be trained further."""
+    from peft import PeftConfig, PeftModel
+
+    from agx.training.convert_lora import ConversionError
+
+    src = Path(args.init_adapter)
+    if src.is_file():
+        if not gguf_file:
+            sys.exit("train.py: --init-adapter: a GGUF adapter needs a GGUF --base (the q/k layout comes from it)")
+        from agx.training.gguf_to_peft import convert_gguf_to_peft
+
+        try:
+            res = convert_gguf_to_peft(src, Path(model_dir) / gguf_file, out / "init-adapter")
+        except ConversionError as exc:
+            sys.exit(f"train.py: --init-adapter: {exc}")
+        src = res.out_dir
+    elif not (src / "adapter_config.json").is_file():
+        sys.exit(f"train.py: --init-adapter {src}: neither a GGUF file nor a PEFT folder")
+    config = PeftConfig.from_pretrained(str(src))
+    config.lora_dropout = args.dropout
+    config.inference_mode = False
+    model = PeftModel.from_pretrained(model, str(src), config=config, is_trainable=True)
+    print(f"train.py: continuing from {args.init_adapter} (rank {config.r}, alpha {config.lora_alpha})", file=sys.stderr)
+    return model
 
 
 # -- training ----------------------------------------------------------------------------------
@@ -236,6 +270,10 @@ def main(argv: list[str] | None = None) -> int:
     targets = [t.strip() for t in args.targets.split(",") if t.strip()]
     lora = LoraConfig(r=args.rank, lora_alpha=args.alpha, lora_dropout=args.dropout, target_modules=targets,
                       bias="none", task_type="CAUSAL_LM")
+    if args.init_adapter:
+        model = load_init_adapter(model, args, model_dir, gguf_file, out)
+        lora = None  # the model already carries its (trainable) LoRA
+        targets = sorted(model.peft_config["default"].target_modules)
 
     class TimeBudget(TrainerCallback):
         """Stops after the optimizer step during which the budget ran out; the adapter is still saved."""

@@ -73,7 +73,7 @@ while [[ $# -gt 0 ]]; do
     --default-for) INSTALL_ARGS+=(--default-for "$2"); shift 2 ;;
     --outtype) INSTALL_ARGS+=(--outtype "$2"); shift 2 ;;
     --group-by-length) TRAIN_ARGS+=("$1"); shift ;;
-    --epochs|--max-steps|--lr|--rank|--alpha|--targets|--batch-size|--grad-accum|--max-seq-len|--time-budget-min|--threads)
+    --epochs|--max-steps|--lr|--rank|--alpha|--targets|--batch-size|--grad-accum|--max-seq-len|--time-budget-min|--threads|--init-adapter|--warmup-ratio)
       TRAIN_ARGS+=("$1" "$2"); shift 2 ;;
     -h|--help) usage 0 ;;
     --) shift; TRAIN_ARGS+=("$@"); break ;;
