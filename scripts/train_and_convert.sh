@@ -19,6 +19,7 @@
 #       --chains N adds N synthetic multi-tool requests walked over the catalogue's types (tool_chains.py);
 #       --singles N adds N synthetic one-tool requests from the same clauses (--singles-context:
 #       each wrapped in a backstory and maybe a purpose, as TaskBench's one-tool requests are)
+#   --init-adapter FILE_OR_DIR continues training an adapter (train.py); --scale S records the LoRA scale it is measured best at
 #
 # --base-gguf is what agx runs (the adapter is converted for it); --base-hf is what trains (the
 # same weights unquantized; default: the GGUF itself, dequantized by transformers). Extra
@@ -72,6 +73,7 @@ while [[ $# -gt 0 ]]; do
     --singles-context) SINGLES_CONTEXT=1; shift ;;
     --default-for) INSTALL_ARGS+=(--default-for "$2"); shift 2 ;;
     --outtype) INSTALL_ARGS+=(--outtype "$2"); shift 2 ;;
+    --scale) INSTALL_ARGS+=(--scale "$2"); shift 2 ;;
     --group-by-length) TRAIN_ARGS+=("$1"); shift ;;
     --epochs|--max-steps|--lr|--rank|--alpha|--targets|--batch-size|--grad-accum|--max-seq-len|--time-budget-min|--threads|--init-adapter|--warmup-ratio)
       TRAIN_ARGS+=("$1" "$2"); shift 2 ;;
