@@ -203,6 +203,9 @@ def precision_plan(qlora: str) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.init_adapter and not Path(args.init_adapter).exists():
+        # checked before the minutes of imports and model loading, not after
+        sys.exit(f"train.py: --init-adapter {args.init_adapter}: no such file or folder")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     import torch
     import transformers

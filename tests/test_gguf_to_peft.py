@@ -108,4 +108,8 @@ def test_train_py_continues_from_the_shipped_gguf_adapter(tmp_path):
 
     bad = subprocess.run(cmd[:8] + ["--init-adapter", str(tmp_path / "nowhere"), "--max-steps", "1"],
                          capture_output=True, text=True, timeout=300)
+    assert bad.returncode != 0 and "nowhere: no such file or folder" in bad.stderr
+    (tmp_path / "empty").mkdir()
+    bad = subprocess.run(cmd[:8] + ["--init-adapter", str(tmp_path / "empty"), "--max-steps", "1"],
+                         capture_output=True, text=True, timeout=300)
     assert bad.returncode != 0 and "neither a GGUF file nor a PEFT folder" in bad.stderr
