@@ -270,13 +270,14 @@ def main(argv: list[str] | None = None) -> int:
             del model.config.quantization_config
     if plan["qlora"]:
         model = peft.prepare_model_for_kbit_training(model, use_gradient_checkpointing=args.gradient_checkpointing)
-    targets = [t.strip() for t in args.targets.split(",") if t.strip()]
-    lora = LoraConfig(r=args.rank, lora_alpha=args.alpha, lora_dropout=args.dropout, target_modules=targets,
-                      bias="none", task_type="CAUSAL_LM")
     if args.init_adapter:
         model = load_init_adapter(model, args, model_dir, gguf_file, out)
         lora = None  # the model already carries its (trainable) LoRA
         targets = sorted(model.peft_config["default"].target_modules)
+    else:
+        targets = [t.strip() for t in args.targets.split(",") if t.strip()]
+        lora = LoraConfig(r=args.rank, lora_alpha=args.alpha, lora_dropout=args.dropout, target_modules=targets,
+                          bias="none", task_type="CAUSAL_LM")
 
     class TimeBudget(TrainerCallback):
         """Stops after the optimizer step during which the budget ran out; the adapter is still saved."""

@@ -5,9 +5,9 @@ It inverts `convert_lora.convert_peft_to_gguf`: tensor names back through gguf's
 map and the llama q/k row permutation undone on lora_B, with the adapter's PEFT rank, alpha and
 rsLoRA setting, so PEFT's scaling reproduces the weight delta llama.cpp applies. An adapter
 trained with no rank/alpha patterns comes back tensor for tensor; per-module factors the
-converter folded into lora_B stay there (the same delta, under one alpha). Only adapters that carry agx's `agx.lora.*` keys are accepted: for a
-foreign GGUF adapter the PEFT alpha and the rsLoRA setting are unknown, so the inverse would
-be a guess.
+converter folded into lora_B stay there (the same delta, under one alpha). Only adapters that
+carry agx's `agx.lora.*` keys are accepted: for a foreign GGUF adapter the PEFT alpha and the
+rsLoRA setting are unknown, so the inverse would be a guess.
 """
 
 from __future__ import annotations
