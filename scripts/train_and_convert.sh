@@ -20,6 +20,8 @@
 #       --singles N adds N synthetic one-tool requests from the same clauses (--singles-context:
 #       each wrapped in a backstory and maybe a purpose, as TaskBench's one-tool requests are)
 #   --init-adapter FILE_OR_DIR continues training an adapter (train.py); --scale S records the LoRA scale it is measured best at
+#   --dropout P, --cpu-bf16 auto|on|off go to train.py; --no-install stops after step 4 (a first stage:
+#       scripts/train_delta_smollm2.sh chains two runs into the shipped Delta adapter)
 #
 # --base-gguf is what agx runs (the adapter is converted for it); --base-hf is what trains (the
 # same weights unquantized; default: the GGUF itself, dequantized by transformers). Extra
@@ -48,8 +50,9 @@ SINGLES_CONTEXT=0
 CODING_TRAIN=""  # coding requests kept for training; empty: delta_mix's own default (0: all)
 TRAIN_ARGS=()
 INSTALL_ARGS=()
-COMMAND_LINE="scripts/train_and_convert.sh $*"  # recorded in the manifest (training_command)
-usage() { sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-2}"; }
+INSTALL=1
+COMMAND_LINE="${TRAINING_COMMAND_LINE:-scripts/train_and_convert.sh $*}"  # recorded in the manifest (training_command)
+usage() { sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-2}"; }
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --role) ROLE="$2"; shift 2 ;;
@@ -75,7 +78,8 @@ while [[ $# -gt 0 ]]; do
     --outtype) INSTALL_ARGS+=(--outtype "$2"); shift 2 ;;
     --scale) INSTALL_ARGS+=(--scale "$2"); shift 2 ;;
     --group-by-length) TRAIN_ARGS+=("$1"); shift ;;
-    --epochs|--max-steps|--lr|--rank|--alpha|--targets|--batch-size|--grad-accum|--max-seq-len|--time-budget-min|--threads|--init-adapter|--warmup-ratio)
+    --no-install) INSTALL=0; shift ;;
+    --epochs|--max-steps|--lr|--rank|--alpha|--targets|--batch-size|--grad-accum|--max-seq-len|--time-budget-min|--threads|--init-adapter|--warmup-ratio|--dropout|--cpu-bf16)
       TRAIN_ARGS+=("$1" "$2"); shift 2 ;;
     -h|--help) usage 0 ;;
     --) shift; TRAIN_ARGS+=("$@"); break ;;
@@ -168,6 +172,10 @@ json.dump(metrics, open(out, "w"), indent=2)
 print(json.dumps(metrics, indent=2))
 PY
 
+if [[ "$INSTALL" == 0 ]]; then
+  echo "done: PEFT adapter in $PEFT, GGUF adapter $OUT/adapter.gguf (not installed: --no-install)"
+  exit 0
+fi
 log "5/5 install adapters/$NAME"
 [[ "$ROLE" == delta && "$MIX" == 1 ]] && INSTALL_ARGS+=(--prompt-style "$MIX_STYLE" --purpose plan)  # a plans-only mix
 "${AGX[@]}" adapters install "$PEFT" --base "$GGUF_PATH" --name "$NAME" --dataset "$TRAIN_FILE" --metrics "$METRICS" --force \
