@@ -136,7 +136,12 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{name} {label}{' ' + heading if heading else ''}: " + ", ".join(f"{k} {v}" for k, v in figures.items()))
     print(f"\nper-record results: {args.out}/")
     if args.write_manifest:
-        write_manifest_eval(ROOT / "adapters" / args.adapter / "manifest.json", results, argv, args.decoding)
+        # the folder `agx eval plans` took the adapter from (AGX_ADAPTERS_DIR when set), not always the repo's
+        from agx.config import load_config
+        from agx.runtime.adapters import adapters_dir
+
+        folder = adapters_dir(load_config(ROOT).config)
+        write_manifest_eval(folder / args.adapter / "manifest.json", results, argv, args.decoding)
     return 0
 
 
